@@ -1,0 +1,54 @@
+"""sqlml: SQL-first machine learning inside DuckDB.
+
+import sqlml
+con = sqlml.connect("shop.duckdb")
+con.sql("CREATE MODEL m OPTIONS (model_type='linear_reg', input_label_cols=['y']) AS "
+        "SELECT * FROM t")
+con.sql("SELECT * FROM ML.EVALUATE(MODEL m)").df()
+"""
+
+from sqlml.connection import Connection, connect
+from sqlml.console import Console, SilentConsole, TerminalConsole
+from sqlml.errors import (
+    CatalogError,
+    ColumnNotFound,
+    DataError,
+    Error,
+    ModelExists,
+    ModelNotFound,
+    NameConflict,
+    NotFound,
+    OptionError,
+    ParityError,
+    ParseError,
+    QueryError,
+    SchemaNotFound,
+    TrainingError,
+    UnsupportedType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CatalogError",
+    "ColumnNotFound",
+    "Connection",
+    "Console",
+    "DataError",
+    "Error",
+    "ModelExists",
+    "ModelNotFound",
+    "NameConflict",
+    "NotFound",
+    "OptionError",
+    "ParityError",
+    "ParseError",
+    "QueryError",
+    "SchemaNotFound",
+    "SilentConsole",
+    "TerminalConsole",
+    "TrainingError",
+    "UnsupportedType",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,278 @@
+"""The model catalog, kept in the database file itself in the schema ``sqlml``.
+
+``sqlml.model_versions`` holds one immutable row per trained version: the ONNX bytes and
+the JSON metadata (plus a few columns copied out of it for SHOW MODELS).
+``sqlml.models`` points each model at its current version. ``sqlml.catalog_info`` records
+the catalog format, so a later release can migrate an older file.
+
+Nothing is created until the first model is stored, so sqlml leaves plain DuckDB files as
+they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import duckdb
+
+from sqlml.errors import CatalogError
+from sqlml.features import Feature
+
+SCHEMA = "sqlml"
+FORMAT_VERSION = 1
+
+_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"CREATE TABLE {SCHEMA}.catalog_info (key VARCHAR NOT NULL, value VARCHAR NOT NULL)",
+    f"""CREATE TABLE {SCHEMA}.model_versions (
+        schema_name VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        model_type VARCHAR NOT NULL,
+        label VARCHAR,
+        feature_count INTEGER NOT NULL,
+        training_rows BIGINT NOT NULL,
+        key_metric VARCHAR NOT NULL,
+        key_metric_value DOUBLE,
+        created_at TIMESTAMP NOT NULL,
+        onnx_sha256 VARCHAR NOT NULL,
+        onnx BLOB NOT NULL,
+        metadata VARCHAR NOT NULL
+    )""",
+    f"""CREATE TABLE {SCHEMA}.models (
+        schema_name VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        current_version INTEGER NOT NULL
+    )""",
+]
+
+# Migrations from format n to n + 1, run in one transaction when an older file is opened.
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+
+
+@dataclass
+class ModelRecord:
+    """One stored model version: where it lives and its metadata."""
+
+    schema: str
+    name: str
+    version: int
+    metadata: dict[str, Any]
+    onnx_sha256: str
+    onnx: bytes | None = field(default=None, repr=False)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def model_type(self) -> str:
+        return self.metadata["model_type"]
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @cached_property
+    def features(self) -> list[Feature]:
+        return [Feature.from_dict(f) for f in self.metadata["features"]]
+
+    @property
+    def label(self) -> dict[str, str] | None:
+        return self.metadata.get("label")
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.metadata.get("classes")
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Catalog:
+    """Reads and writes the catalog tables through one DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    # -- format ----------------------------------------------------------------------------
+
+    def format_version(self) -> int | None:
+        """The file's catalog format, or None when it has no catalog yet."""
+        found = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = 'catalog_info'",
+            [SCHEMA],
+        ).fetchall()[0][0]
+        if not found:
+            return None
+        rows = self.con.execute(
+            f"SELECT value FROM {SCHEMA}.catalog_info WHERE key = 'format_version'"
+        ).fetchall()
+        if not rows:
+            raise CatalogError(
+                f"{SCHEMA}.catalog_info has no format_version: the sqlml catalog in this "
+                "database is damaged"
+            )
+        return int(rows[0][0])
+
+    def check(self, *, read_only: bool) -> bool:
+        """Verify the format on open, migrating an older one. True if a catalog exists."""
+        version = self.format_version()
+        if version is None:
+            return False
+        if version > FORMAT_VERSION:
+            raise CatalogError(
+                f"This database's sqlml catalog has format {version}, newer than this "
+                f"sqlml understands ({FORMAT_VERSION}). Upgrade sqlml to open it"
+            )
+        if version < FORMAT_VERSION:
+            if read_only:
+                raise CatalogError(
+                    f"This database's sqlml catalog has the older format {version}; open it "
+                    f"once without read_only so sqlml can migrate it to {FORMAT_VERSION}"
+                )
+            with transaction(self.con):
+                for step in range(version, FORMAT_VERSION):
+                    MIGRATIONS[step](self.con)
+                self.con.execute(
+                    f"UPDATE {SCHEMA}.catalog_info SET value = ? WHERE key = 'format_version'",
+                    [str(FORMAT_VERSION)],
+                )
+        return True
+
+    def ensure(self) -> None:
+        """Create the catalog tables if this database has none (inside the caller's
+        transaction)."""
+        if self.format_version() is not None:
+            return
+        for statement in _DDL:
+            self.con.execute(statement)
+        self.con.execute(
+            f"INSERT INTO {SCHEMA}.catalog_info VALUES ('format_version', ?)",
+            [str(FORMAT_VERSION)],
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def current(self, schema: str, name: str) -> ModelRecord | None:
+        if self.format_version() is None:
+            return None
+        rows = self.con.execute(
+            f"""SELECT v.schema_name, v.model_name, v.version, v.metadata, v.onnx_sha256
+                FROM {SCHEMA}.models m JOIN {SCHEMA}.model_versions v
+                  ON v.schema_name = m.schema_name AND v.model_name = m.model_name
+                 AND v.version = m.current_version
+                WHERE lower(m.schema_name) = lower(?) AND lower(m.model_name) = lower(?)""",
+            [schema, name],
+        ).fetchall()
+        return _record(rows[0]) if rows else None
+
+    def all_current(self) -> list[ModelRecord]:
+        if self.format_version() is None:
+            return []
+        rows = self.con.execute(
+            f"""SELECT v.schema_name, v.model_name, v.version, v.metadata, v.onnx_sha256
+                FROM {SCHEMA}.models m JOIN {SCHEMA}.model_versions v
+                  ON v.schema_name = m.schema_name AND v.model_name = m.model_name
+                 AND v.version = m.current_version
+                ORDER BY v.schema_name, v.model_name"""
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def onnx_bytes(self, schema: str, name: str, version: int) -> bytes:
+        rows = self.con.execute(
+            f"""SELECT onnx FROM {SCHEMA}.model_versions
+                WHERE schema_name = ? AND model_name = ? AND version = ?""",
+            [schema, name, version],
+        ).fetchall()
+        if not rows:
+            raise CatalogError(f"Model {schema}.{name} version {version} has no stored ONNX")
+        return bytes(rows[0][0])
+
+    def next_version(self, schema: str, name: str) -> int:
+        if self.format_version() is None:
+            return 1
+        rows = self.con.execute(
+            f"""SELECT coalesce(max(version), 0) FROM {SCHEMA}.model_versions
+                WHERE lower(schema_name) = lower(?) AND lower(model_name) = lower(?)""",
+            [schema, name],
+        ).fetchall()
+        return int(rows[0][0]) + 1
+
+    # -- writing (the caller holds a transaction) ------------------------------------------
+
+    def add_version(self, record: ModelRecord) -> None:
+        """Store a new version and make it current."""
+        meta = record.metadata
+        self.con.execute(
+            f"""INSERT INTO {SCHEMA}.model_versions VALUES
+                (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), ?, ?, ?)""",
+            [
+                record.schema,
+                record.name,
+                record.version,
+                meta["model_type"],
+                meta["label"]["name"] if meta.get("label") else None,
+                len(meta["features"]),
+                meta["training"]["rows_train"],
+                meta["key_metric"],
+                meta["metrics"].get(meta["key_metric"]),
+                meta["created_at"],
+                record.onnx_sha256,
+                record.onnx,
+                json.dumps(meta),
+            ],
+        )
+        self.con.execute(
+            f"""DELETE FROM {SCHEMA}.models
+                WHERE lower(schema_name) = lower(?) AND lower(model_name) = lower(?)""",
+            [record.schema, record.name],
+        )
+        self.con.execute(
+            f"INSERT INTO {SCHEMA}.models VALUES (?, ?, ?)",
+            [record.schema, record.name, record.version],
+        )
+
+    def drop(self, schema: str, name: str) -> None:
+        for table in ("models", "model_versions"):
+            self.con.execute(
+                f"""DELETE FROM {SCHEMA}.{table}
+                    WHERE lower(schema_name) = lower(?) AND lower(model_name) = lower(?)""",
+                [schema, name],
+            )
+
+
+def _record(row: tuple[Any, ...]) -> ModelRecord:
+    schema, name, version, metadata, sha = row
+    return ModelRecord(schema, name, int(version), json.loads(metadata), sha)
+
+
+class transaction:
+    """BEGIN ... COMMIT, or ROLLBACK on error; joins the caller's transaction if one is open
+    (DuckDB has no nested transactions)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self.owned = False
+
+    def __enter__(self) -> transaction:
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            self.owned = True
+        except duckdb.TransactionException:
+            self.owned = False  # already inside the user's transaction
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.owned:
+            return
+        if exc_type is None:
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("ROLLBACK")

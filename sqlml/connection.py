@@ -1,0 +1,211 @@
+"""A DuckDB connection that also understands sqlml's ML statements."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from sqlml import statements
+from sqlml.catalog import Catalog, ModelRecord
+from sqlml.console import Console, default_console
+from sqlml.errors import Error, QueryError
+from sqlml.functions import FunctionRegistry
+from sqlml.parser import (
+    CreateModel,
+    DescribeModel,
+    DropModel,
+    ShowModels,
+    Statement,
+    may_contain_ml,
+    split_statements,
+)
+from sqlml.query import QueryExpander
+
+# Connections still open at exit are closed then: DuckDB complains at interpreter exit about
+# Python UDFs left registered on an open connection.
+_OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for connection in list(_OPEN):
+        connection.close()
+
+
+def connect(
+    database: str | duckdb.DuckDBPyConnection = ":memory:",
+    *,
+    read_only: bool = False,
+    config: dict[str, Any] | None = None,
+    console: Console | None = None,
+) -> Connection:
+    """Open a DuckDB database (a file path or ``":memory:"``), or wrap an open DuckDB
+    connection, with sqlml's statements and the stored models' SQL functions."""
+    if isinstance(database, duckdb.DuckDBPyConnection):
+        return Connection(database, owned=False, console=console)
+    con = duckdb.connect(str(database), read_only=read_only, config=config or {})
+    try:
+        return Connection(con, owned=True, read_only=read_only, console=console)
+    except BaseException:
+        con.close()
+        raise
+
+
+class Connection:
+    """Use :func:`connect` to make one.
+
+    ``sql()`` and ``execute()`` take DuckDB SQL and sqlml's statements, one or several
+    separated by ``;``. Plain DuckDB SQL goes to DuckDB exactly as written.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        owned: bool,
+        read_only: bool = False,
+        console: Console | None = None,
+    ):
+        self.duckdb = con
+        self.console = console if console is not None else default_console()
+        self._owned = owned
+        self._loader: duckdb.DuckDBPyConnection | None = None
+        self._loader_lock = threading.Lock()
+        self._empty_result = False
+        self.catalog = Catalog(con)
+        self.functions = FunctionRegistry(con, self._load_onnx)
+        self.expander = QueryExpander(con, self.catalog, self.functions, self.current_schema)
+        if self.catalog.check(read_only=read_only):
+            for record in self.catalog.all_current():
+                self.functions.register(record)
+        _OPEN.add(self)
+
+    # -- DuckDB's interface -------------------------------------------------------------
+
+    def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
+        """Run SQL; for a query, return DuckDB's relation (``.df()``, ``.fetchall()``, ...)."""
+        if not may_contain_ml(query):
+            return self.duckdb.sql(query, params=params)
+        script = split_statements(query)
+        if script is None:  # not readable as sqlml, and not sqlml's: DuckDB's alone
+            return self.duckdb.sql(query, params=params)
+        result = None
+        for statement in script:
+            result = self._run(statement, params if len(script) == 1 else None)
+        return result
+
+    def execute(
+        self, query: str, parameters: Sequence[Any] | dict[str, Any] | None = None
+    ) -> Connection:
+        """Run SQL and keep its result for ``fetchall()``, ``fetchone()``, ``df()``, ..."""
+        self._empty_result = False
+        if not may_contain_ml(query):
+            self.duckdb.execute(query, parameters)
+            return self
+        script = split_statements(query)
+        if script is None:
+            self.duckdb.execute(query, parameters)
+            return self
+        for statement in script:
+            sql = self._sql_for(statement)
+            if sql is None:
+                self._empty_result = True
+                continue
+            self._empty_result = False
+            try:
+                self.duckdb.execute(sql, parameters if len(script) == 1 else None)
+            except duckdb.Error as e:
+                if statement.is_plain:
+                    raise
+                raise QueryError(str(e)) from e
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [] if self._empty_result else self.duckdb.fetchall()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return None if self._empty_result else self.duckdb.fetchone()
+
+    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
+        return [] if self._empty_result else self.duckdb.fetchmany(size)
+
+    def df(self) -> Any:
+        return self.duckdb.df()
+
+    fetchdf = df
+
+    def arrow(self) -> Any:
+        return self.duckdb.to_arrow_table()
+
+    @property
+    def description(self) -> Any:
+        return None if self._empty_result else self.duckdb.description
+
+    def close(self) -> None:
+        """Close the DuckDB connection if sqlml opened it. A wrapped connection stays open,
+        without the model functions sqlml registered on it."""
+        _OPEN.discard(self)
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
+        if self._owned:
+            self.duckdb.close()
+        else:
+            self.functions.unregister_all()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def current_schema(self) -> str:
+        return self.duckdb.execute("SELECT current_schema()").fetchall()[0][0]
+
+    def _run(self, statement: Statement, params: Any) -> duckdb.DuckDBPyRelation | None:
+        if statement.is_plain:
+            return self.duckdb.sql(statement.text, params=params)
+        sql = self._sql_for(statement)
+        if sql is None:
+            return None
+        try:
+            return self.duckdb.sql(sql, params=params)
+        except duckdb.Error as e:
+            raise QueryError(str(e)) from e
+
+    def _sql_for(self, statement: Statement) -> str | None:
+        """Run a DDL statement (None), or return the DuckDB SQL of a query statement."""
+        ast = statement.ast
+        if ast is None:
+            if statement.is_plain:
+                return statement.text
+            return self.expander.expand(statement.source, statement.lo, statement.hi)
+        if isinstance(ast, CreateModel):
+            statements.create_model(self, statement)
+            return None
+        if isinstance(ast, DropModel):
+            statements.drop_model(self, statement)
+            return None
+        if isinstance(ast, ShowModels):
+            return self.expander.show_models_sql()
+        if isinstance(ast, DescribeModel):
+            return statements.describe_model_sql(self, statement)
+        raise Error(f"Unsupported statement: {statement.text}")
+
+    def _load_onnx(self, record: ModelRecord) -> bytes:
+        # Runs inside a UDF call while the main connection executes a query: read through
+        # a cursor of our own.
+        with self._loader_lock:
+            if self._loader is None:
+                self._loader = self.duckdb.cursor()
+            return Catalog(self._loader).onnx_bytes(record.schema, record.name, record.version)
+
+    def __repr__(self) -> str:
+        return f"<sqlml.Connection to {self.duckdb!r}>"

@@ -1,0 +1,150 @@
+"""The registry of model families: model_type -> estimator builder, typed options, ONNX settings.
+
+A new family is one :class:`Family` passed to :func:`register`; nothing else in sqlml
+lists model types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlml.errors import OptionError
+from sqlml.options import Option
+
+REGRESSION = "regression"
+CLASSIFICATION = "classification"
+CLUSTERING = "clustering"
+
+# The metric SHOW MODELS shows for each task, and whether larger is better.
+KEY_METRICS = {
+    REGRESSION: "r2_score",
+    CLASSIFICATION: "roc_auc",
+    CLUSTERING: "davies_bouldin_index",
+}
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a builder may need to know about the training data."""
+
+    rows: int
+    random_seed: int
+    n_classes: int | None = None
+    # Loss of the constant model (half variance, or the entropy of the class prior):
+    # min_rel_progress is relative to it.
+    baseline_loss: float = 1.0
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    task: str
+    description: str
+    options: tuple[Option, ...]
+    build: Callable[[Mapping[str, Any], FitContext], Any]
+    # Whether numeric features are standardized (may depend on the options).
+    standardize: Callable[[Mapping[str, Any]], bool]
+    # onnxruntime runs tree ensembles on float32 only; everything else runs on doubles.
+    float32: bool = False
+    # BigQuery ML options this family knows of but sqlml cannot honour, with the reason.
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key_metric(self) -> str:
+        return KEY_METRICS[self.task]
+
+    @property
+    def supervised(self) -> bool:
+        return self.task != CLUSTERING
+
+
+REGISTRY: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.model_type in REGISTRY:
+        raise ValueError(f"model_type {family.model_type!r} is registered twice")
+    REGISTRY[family.model_type] = family
+    return family
+
+
+def get(model_type: Any) -> Family:
+    _load_builtins()
+    if not isinstance(model_type, str) or model_type.lower() not in REGISTRY:
+        raise OptionError(
+            f"Unknown model_type {model_type!r}. Valid model types: " + ", ".join(sorted(REGISTRY)),
+            "model_type",
+        )
+    return REGISTRY[model_type.lower()]
+
+
+def all_families() -> list[Family]:
+    _load_builtins()
+    return [REGISTRY[name] for name in sorted(REGISTRY)]
+
+
+def _load_builtins() -> None:
+    # The built-in families register themselves on import, like plugins would.
+    from sqlml.families import kmeans, linear, trees  # noqa: F401
+
+
+# -- options every family of a task shares ------------------------------------------------
+
+SUPERVISED_OPTIONS: tuple[Option, ...] = (
+    Option("model_type", "str", help="the model family"),
+    Option(
+        "input_label_cols",
+        "str_list",
+        ["label"],
+        "the label column (one); default: the column named label",
+    ),
+    Option(
+        "data_split_method",
+        "str",
+        "auto_split",
+        "how evaluation rows are held out",
+        choices=("auto_split", "random", "no_split"),
+    ),
+    Option(
+        "data_split_eval_fraction",
+        "float",
+        0.2,
+        "fraction of rows held out by data_split_method='random'",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+    ),
+    Option("random_seed", "int", 0, "seed for the split and the estimator", minimum=0),
+)
+
+CLUSTERING_OPTIONS: tuple[Option, ...] = (
+    Option("model_type", "str", help="the model family"),
+    Option("random_seed", "int", 0, "seed for the estimator", minimum=0),
+)
+
+
+def common_options(task: str) -> tuple[Option, ...]:
+    return CLUSTERING_OPTIONS if task == CLUSTERING else SUPERVISED_OPTIONS
+
+
+def early_stop_tolerance(options: Mapping[str, Any], ctx: FitContext) -> float | None:
+    """BigQuery's early_stop/min_rel_progress as an absolute loss tolerance, or None when
+    early stopping is off: training stops once an iteration improves the training loss by
+    less than min_rel_progress times the loss of the constant model."""
+    if not options["early_stop"]:
+        return None
+    return float(options["min_rel_progress"]) * max(ctx.baseline_loss, 1e-12)
+
+
+EARLY_STOP_OPTIONS: tuple[Option, ...] = (
+    Option("early_stop", "bool", True, "stop when an iteration improves the loss too little"),
+    Option(
+        "min_rel_progress",
+        "float",
+        0.01,
+        "smallest improvement, relative to the constant model's loss, that continues training",
+        minimum=0.0,
+    ),
+)

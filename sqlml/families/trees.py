@@ -1,0 +1,241 @@
+"""boosted_tree_* and random_forest_* model types.
+
+Boosted trees use scikit-learn's histogram gradient boosting (tree_method 'hist', the
+default) or exact gradient boosting (tree_method 'exact', which is what honours subsample
+and min_split_loss). Random forests use RandomForest*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlml.errors import OptionError
+from sqlml.families import (
+    CLASSIFICATION,
+    EARLY_STOP_OPTIONS,
+    REGRESSION,
+    SUPERVISED_OPTIONS,
+    Family,
+    FitContext,
+    early_stop_tolerance,
+    register,
+)
+from sqlml.options import Option
+
+_TREE_SHAPE = (
+    Option("max_tree_depth", "int", 6, "maximum depth of each tree", minimum=1, maximum=100),
+    Option(
+        "min_tree_child_weight",
+        "int",
+        1,
+        "minimum number of training rows in a leaf",
+        minimum=1,
+    ),
+    Option(
+        "min_split_loss",
+        "float",
+        0.0,
+        "minimum loss reduction a split must bring",
+        minimum=0.0,
+    ),
+    Option(
+        "colsample_bynode",
+        "float",
+        1.0,
+        "fraction of the features considered at each split",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+    ),
+)
+
+_BOOSTED = (
+    *SUPERVISED_OPTIONS,
+    *_TREE_SHAPE,
+    Option("max_iterations", "int", 20, "number of boosting rounds (trees)", minimum=1),
+    Option(
+        "learn_rate", "float", 0.3, "shrinkage of each tree", minimum=0.0, exclusive_minimum=True
+    ),
+    Option("l2_reg", "float", 1.0, "L2 regularization of the leaf values (hist)", minimum=0.0),
+    Option(
+        "subsample",
+        "float",
+        1.0,
+        "fraction of rows each tree sees (needs tree_method 'exact')",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "tree_method",
+        "str",
+        "auto",
+        "hist (histogram boosting), exact, or auto: hist unless subsample/min_split_loss ask "
+        "for exact",
+        choices=("auto", "hist", "approx", "exact"),
+    ),
+    Option("num_parallel_tree", "int", 1, "trees per round; boosted trees support 1", minimum=1),
+    Option("booster_type", "str", "gbtree", "gbtree", choices=("gbtree", "dart")),
+    *EARLY_STOP_OPTIONS,
+)
+
+_FOREST = (
+    *SUPERVISED_OPTIONS,
+    *(
+        Option(o.name, o.kind, 20, o.help, minimum=1, maximum=100)
+        if o.name == "max_tree_depth"
+        else o
+        for o in _TREE_SHAPE
+    ),
+    Option("num_parallel_tree", "int", 100, "number of trees", minimum=1),
+    Option(
+        "subsample",
+        "float",
+        0.8,
+        "fraction of rows drawn (with replacement) for each tree",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+    ),
+)
+
+_UNSUPPORTED = {
+    "l1_reg": "scikit-learn's tree ensembles have no L1 penalty on leaf values",
+    "colsample_bytree": "use colsample_bynode (features sampled at each split)",
+    "colsample_bylevel": "use colsample_bynode (features sampled at each split)",
+    "dart_normalize_type": "the DART booster is not available",
+    "enable_global_explain": "global explanations are not available yet",
+    "auto_class_weights": "class weights are not supported yet",
+    "class_weights": "class weights are not supported yet",
+    "warm_start": "every CREATE MODEL trains from scratch",
+}
+
+
+def _boosted_method(options: Mapping[str, Any]) -> str:
+    needs_exact = [
+        name
+        for name, default in (("subsample", 1.0), ("min_split_loss", 0.0))
+        if options[name] != default
+    ]
+    method = options["tree_method"]
+    if method in ("hist", "approx") and needs_exact:
+        raise OptionError(
+            f"{' and '.join(needs_exact)} need tree_method='exact' (histogram boosting has "
+            "no row subsampling or minimum split gain); remove tree_method or set it to "
+            "'exact'",
+            needs_exact[0],
+        )
+    if method == "exact" or (method == "auto" and needs_exact):
+        return "exact"
+    return "hist"
+
+
+def _build_boosted(options: Mapping[str, Any], ctx: FitContext, classifier: bool) -> Any:
+    from sklearn import ensemble
+
+    if options["num_parallel_tree"] != 1:
+        raise OptionError(
+            "num_parallel_tree > 1 (boosted random forests) is not supported; use "
+            "model_type='random_forest_*' for a forest, or num_parallel_tree=1",
+            "num_parallel_tree",
+        )
+    if options["booster_type"] != "gbtree":
+        raise OptionError("booster_type='dart' is not supported; use 'gbtree'", "booster_type")
+    tol = early_stop_tolerance(options, ctx)
+    if _boosted_method(options) == "hist":
+        cls = (
+            ensemble.HistGradientBoostingClassifier
+            if classifier
+            else ensemble.HistGradientBoostingRegressor
+        )
+        return cls(
+            learning_rate=options["learn_rate"],
+            max_iter=options["max_iterations"],
+            max_depth=options["max_tree_depth"],
+            max_leaf_nodes=None,  # depth bounds the trees, as in XGBoost
+            min_samples_leaf=options["min_tree_child_weight"],
+            l2_regularization=options["l2_reg"],
+            max_features=options["colsample_bynode"],
+            early_stopping=tol is not None,
+            # Early stopping on the training loss: no rows are taken away from training.
+            validation_fraction=None,
+            n_iter_no_change=1,
+            tol=tol or 0.0,
+            random_state=ctx.random_seed,
+        )
+    if options["l2_reg"] != 1.0:
+        raise OptionError(
+            "l2_reg applies to tree_method 'hist' only; exact gradient boosting has no L2 "
+            "penalty on leaf values",
+            "l2_reg",
+        )
+    cls = ensemble.GradientBoostingClassifier if classifier else ensemble.GradientBoostingRegressor
+    early = {}
+    if tol is not None:
+        early = {"n_iter_no_change": 1, "validation_fraction": 0.1, "tol": tol}
+    return cls(
+        learning_rate=options["learn_rate"],
+        n_estimators=options["max_iterations"],
+        max_depth=options["max_tree_depth"],
+        min_samples_leaf=options["min_tree_child_weight"],
+        min_impurity_decrease=options["min_split_loss"],
+        subsample=options["subsample"],
+        max_features=options["colsample_bynode"],
+        random_state=ctx.random_seed,
+        **early,
+    )
+
+
+def _build_forest(options: Mapping[str, Any], ctx: FitContext, classifier: bool) -> Any:
+    from sklearn import ensemble
+
+    cls = ensemble.RandomForestClassifier if classifier else ensemble.RandomForestRegressor
+    subsample = options["subsample"]
+    return cls(
+        n_estimators=options["num_parallel_tree"],
+        max_depth=options["max_tree_depth"],
+        min_samples_leaf=options["min_tree_child_weight"],
+        min_impurity_decrease=options["min_split_loss"],
+        max_features=options["colsample_bynode"],
+        bootstrap=True,
+        max_samples=subsample if subsample < 1.0 else None,
+        n_jobs=-1,
+        random_state=ctx.random_seed,
+    )
+
+
+for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")):
+    _classifier = _task == CLASSIFICATION
+    register(
+        Family(
+            model_type=f"boosted_tree_{_suffix}",
+            task=_task,
+            description=f"gradient boosted trees ({_suffix})",
+            options=_BOOSTED,
+            build=lambda o, c, k=_classifier: _build_boosted(o, c, k),
+            standardize=lambda options: False,
+            float32=True,
+            unsupported=_UNSUPPORTED,
+        )
+    )
+    register(
+        Family(
+            model_type=f"random_forest_{_suffix}",
+            task=_task,
+            description=f"random forest ({_suffix})",
+            options=_FOREST,
+            build=lambda o, c, k=_classifier: _build_forest(o, c, k),
+            standardize=lambda options: False,
+            float32=True,
+            unsupported={
+                **_UNSUPPORTED,
+                "l2_reg": "scikit-learn's random forests have no L2 penalty on leaf values",
+                "tree_method": "random forests always search splits exactly",
+                "learn_rate": "random forests have no learning rate",
+                "max_iterations": "use num_parallel_tree for the number of trees",
+                "early_stop": "random forests train a fixed number of trees",
+                "min_rel_progress": "random forests train a fixed number of trees",
+            },
+        )
+    )

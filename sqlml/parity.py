@@ -1,0 +1,90 @@
+"""Before a model is stored: does the ONNX graph predict what scikit-learn predicts?
+
+Compared on a sample of training rows plus two made-up rows (every feature NULL; every
+text feature a value never seen in training), through the same Arrow-to-ONNX path the SQL
+functions use. The figure is stored with the model; a disagreement beyond the tolerance
+refuses the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sqlml.errors import ParityError
+from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.runtime import ModelRuntime
+
+SAMPLE_ROWS = 1000
+# Relative tolerance by precision: doubles agree to rounding; trees run on float32 and sum
+# float32 leaf values.
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+UNSEEN = "\x01sqlml-unseen"
+
+
+def sample(data: pa.Table, train_rows: np.ndarray, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    picked = train_rows
+    if len(train_rows) > SAMPLE_ROWS:
+        picked = np.sort(rng.choice(train_rows, SAMPLE_ROWS, replace=False))
+    rows = data.take(pa.array(picked))
+    nulls = pa.table({f.name: pa.nulls(1, f.type) for f in data.schema}, schema=data.schema)
+    unseen = pa.table(
+        {
+            f.name: pa.array([UNSEEN], f.type)
+            if pa.types.is_string(f.type)
+            else pa.nulls(1, f.type)
+            for f in data.schema
+        },
+        schema=data.schema,
+    )
+    return pa.concat_tables([rows, nulls, unseen])
+
+
+def check(pipeline: Any, runtime: ModelRuntime, rows: pa.Table, float32: bool) -> dict[str, Any]:
+    """Compare the two on ``rows`` (feature columns in model order); raise on disagreement."""
+    task = runtime.record.task
+    precision = "float32" if float32 else "float64"
+    rtol = TOLERANCE[precision]
+    onnx = runtime.run([rows.column(f.name) for f in runtime.record.features])
+    labels_agree = None
+    if task == CLASSIFICATION:
+        expected, got = pipeline.predict_proba(rows), onnx["probabilities"]
+        labels_agree = _labels_agree(pipeline.predict(rows), onnx["label"], expected, rtol)
+    elif task == CLUSTERING:
+        expected, got = pipeline.transform(rows), onnx["distances"]
+        labels_agree = _labels_agree(pipeline.predict(rows), onnx["label"], -expected, rtol)
+    else:
+        expected, got = pipeline.predict(rows), onnx["prediction"]
+    expected = np.asarray(expected, dtype=np.float64).reshape(got.shape)
+    diff = np.abs(expected - got)
+    scale = 1.0 + np.abs(expected)
+    figure = {
+        "rows": rows.num_rows,
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "max_rel_diff": float((diff / scale).max()) if diff.size else 0.0,
+        "label_agreement": labels_agree,
+        "tolerance": rtol,
+        "precision": precision,
+    }
+    bad = int(np.sum(np.any((diff > rtol * scale).reshape(len(diff), -1), axis=1)))
+    if bad or (labels_agree is not None and labels_agree < 1.0):
+        raise ParityError(
+            f"The ONNX form of model {runtime.record.qualified} disagrees with scikit-learn on "
+            f"{bad or 'the labels of some'} of {rows.num_rows} sample rows (largest difference "
+            f"{figure['max_abs_diff']:.3g}, tolerance {rtol:g} relative). The model was not "
+            "stored; please report this with the training query"
+        )
+    return figure
+
+
+def _labels_agree(expected: np.ndarray, got: np.ndarray, scores: np.ndarray, rtol: float) -> float:
+    """Share of rows with the same label, counting near-ties (within tolerance) as agreeing."""
+    same = np.asarray(expected) == got
+    if scores.shape[1] > 1:
+        top2 = np.sort(scores, axis=1)[:, -2:]
+        tie = (top2[:, 1] - top2[:, 0]) <= rtol * (1.0 + np.abs(top2[:, 1]))
+        same = same | tie
+    return float(same.mean())

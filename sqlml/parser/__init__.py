@@ -1,0 +1,221 @@
+"""SQL text in, statements out: which are sqlml's, which are DuckDB's, and where ML calls sit.
+
+The splitting works on sqlglot tokens, which carry character offsets, so every piece of
+DuckDB SQL is passed on exactly as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.errors import TokenError
+from sqlglot.expressions import Expr
+from sqlglot.tokens import Token, TokenType
+
+from sqlml.errors import ParseError
+from sqlml.parser.dialect import ML_FUNCTIONS, Sqlml, SqlmlParser, line_col
+from sqlml.parser.expressions import (
+    CreateModel,
+    DescribeModel,
+    DropModel,
+    MLFunction,
+    ModelOption,
+    RawSQL,
+    ShowModels,
+)
+
+__all__ = [
+    "ML_FUNCTIONS",
+    "CreateModel",
+    "DescribeModel",
+    "DropModel",
+    "MLFunction",
+    "MLSpan",
+    "ModelOption",
+    "RawSQL",
+    "ShowModels",
+    "Source",
+    "Statement",
+    "may_contain_ml",
+    "parse_ml_call",
+    "split_statements",
+]
+
+# Cheap test before tokenizing: SQL without these words is DuckDB's alone.
+_ML_HINT = re.compile(r"\bmodels?\b|\bml\s*\.", re.IGNORECASE)
+# Text that is surely sqlml's, even when it cannot be tokenized.
+_ML_STATEMENT = re.compile(
+    r"\b(create\s+(or\s+replace\s+)?model|drop\s+model|show\s+models|describe\s+model)\b"
+    r"|\bml\s*\.\s*\w+\s*\(",
+    re.IGNORECASE,
+)
+
+_DIALECT = Sqlml()
+
+
+def may_contain_ml(sql: str) -> bool:
+    return _ML_HINT.search(sql) is not None
+
+
+@dataclass
+class Source:
+    """A SQL text and its tokens (offsets refer to ``sql``)."""
+
+    sql: str
+    tokens: list[Token]
+
+    @classmethod
+    def of(cls, sql: str) -> Source:
+        try:
+            tokens = _DIALECT.tokenize(sql)
+        except TokenError as e:
+            start = getattr(e, "start", None)
+            line, col = line_col(sql, start) if start is not None else (None, None)
+            raise ParseError(f"Cannot read this SQL: {e}", line, col) from None
+        return cls(sql, tokens)
+
+    def text(self, lo: int, hi: int) -> str:
+        """The source text of tokens[lo:hi]."""
+        return self.sql[self.tokens[lo].start : self.tokens[hi - 1].end + 1]
+
+    def index_at(self, offset: int) -> int:
+        """Index of the first token starting at or after a character offset."""
+        for i, token in enumerate(self.tokens):
+            if token.start >= offset:
+                return i
+        return len(self.tokens)
+
+
+@dataclass
+class Statement:
+    """One statement of a script: its exact text, and its syntax tree if it is sqlml's."""
+
+    source: Source
+    lo: int  # token range [lo, hi) in source.tokens
+    hi: int
+    ast: Expr | None = None  # CreateModel, DropModel, ShowModels or DescribeModel
+    ml_spans: list[MLSpan] = field(default_factory=list)  # ML calls inside plain SQL
+
+    @property
+    def text(self) -> str:
+        return self.source.text(self.lo, self.hi)
+
+    @property
+    def is_plain(self) -> bool:
+        return self.ast is None and not self.ml_spans
+
+
+@dataclass
+class MLSpan:
+    """An ``ML.<fn>(...)`` call or a ``SHOW MODELS`` inside a query: tokens [lo, hi)."""
+
+    lo: int
+    hi: int
+    kind: str  # "call" or "show_models"
+
+
+def _word(token: Token | None) -> str:
+    """Upper-case text of an unquoted word token ("" for quoted identifiers and symbols)."""
+    if token is None or token.token_type in (TokenType.IDENTIFIER, TokenType.STRING):
+        return ""
+    return token.text.upper()
+
+
+def _parse(source: Source, lo: int, hi: int, method: str = "parse") -> Expr:
+    parser = SqlmlParser(dialect=_DIALECT)
+    try:
+        if method == "parse":
+            return parser.parse(source.tokens[lo:hi], source.sql)[0]
+        return parser.parse_ml_call(source.tokens[lo:hi], source.sql)
+    except SqlglotParseError as e:
+        info = e.errors[0] if e.errors else {}
+        raise ParseError(
+            info.get("description") or str(e), info.get("line"), info.get("col")
+        ) from None
+
+
+def _is_ml_statement(tokens: list[Token]) -> bool:
+    words = [_word(tok) for tok in tokens[:4]] + ["", "", "", ""]
+    if words[0] == "CREATE":
+        return words[1] == "MODEL" or (words[1:4] == ["OR", "REPLACE", "MODEL"])
+    if words[0] == "DROP":
+        return words[1] == "MODEL"
+    if words[0] == "SHOW":
+        return words[1] == "MODELS"
+    if words[0] == "DESCRIBE":
+        return words[1] == "MODEL" and len(tokens) > 2
+    return False
+
+
+def find_ml_spans(source: Source, lo: int, hi: int) -> list[MLSpan]:
+    """The outermost ML calls and SHOW MODELS in tokens[lo:hi], left to right."""
+    tokens = source.tokens
+    spans: list[MLSpan] = []
+    i = lo
+    while i < hi:
+        if (
+            _word(tokens[i]) == "ML"
+            and i + 3 < hi
+            and tokens[i + 1].token_type == TokenType.DOT
+            and tokens[i + 3].token_type == TokenType.L_PAREN
+        ):
+            end = _matching_paren(source, i + 3, hi)
+            spans.append(MLSpan(i, end + 1, "call"))
+            i = end + 1
+        elif _word(tokens[i]) == "SHOW" and i + 1 < hi and _word(tokens[i + 1]) == "MODELS":
+            spans.append(MLSpan(i, i + 2, "show_models"))
+            i += 2
+        else:
+            i += 1
+    return spans
+
+
+def _matching_paren(source: Source, open_index: int, hi: int) -> int:
+    depth = 0
+    for j in range(open_index, hi):
+        kind = source.tokens[j].token_type
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            depth -= 1
+            if depth == 0:
+                return j
+    token = source.tokens[open_index]
+    raise ParseError("Unbalanced parentheses: this ( is never closed", token.line, token.col)
+
+
+def split_statements(sql: str) -> list[Statement] | None:
+    """Split a script at top-level semicolons and classify each statement.
+
+    None when the text cannot be tokenized and holds no ML statement: it is DuckDB's."""
+    try:
+        source = Source.of(sql)
+    except ParseError:
+        if _ML_STATEMENT.search(sql):
+            raise
+        return None
+    statements: list[Statement] = []
+    lo = 0
+    tokens = source.tokens
+    for i in range(len(tokens) + 1):
+        if i == len(tokens) or tokens[i].token_type == TokenType.SEMICOLON:
+            if i > lo:
+                statements.append(_classify(source, lo, i))
+            lo = i + 1
+    return statements
+
+
+def _classify(source: Source, lo: int, hi: int) -> Statement:
+    statement = Statement(source, lo, hi)
+    if _is_ml_statement(source.tokens[lo:hi]):
+        statement.ast = _parse(source, lo, hi)
+    else:
+        statement.ml_spans = find_ml_spans(source, lo, hi)
+    return statement
+
+
+def parse_ml_call(source: Source, span: MLSpan) -> MLFunction:
+    """The syntax tree of one ``ML.<fn>(...)`` call found by :func:`find_ml_spans`."""
+    return _parse(source, span.lo, span.hi, method="call")  # type: ignore[return-value]

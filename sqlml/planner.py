@@ -1,0 +1,201 @@
+"""CREATE MODEL syntax tree -> a checked training plan.
+
+Everything that can be wrong with a CREATE MODEL statement is found here, before any row
+is read or anything is written: the options, the model name, the label, the feature types.
+The feature query is bound by DuckDB (DESCRIBE) but not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from sqlml import families
+from sqlml.errors import ColumnNotFound, DataError, OptionError, QueryError, UnsupportedType
+from sqlml.families import CLASSIFICATION, REGRESSION, Family
+from sqlml.features import (
+    CATEGORICAL_TYPES,
+    INTEGER_TYPES,
+    NUMERIC_TYPES,
+    Feature,
+    type_id,
+)
+from sqlml.options import literal_value, resolve
+from sqlml.parser import CreateModel
+
+CLASSIFICATION_LABEL_TYPES = INTEGER_TYPES | CATEGORICAL_TYPES
+
+
+@dataclass
+class Column:
+    name: str
+    sql_type: str
+
+
+@dataclass
+class TrainingPlan:
+    schema: str
+    name: str
+    replace: bool
+    if_not_exists: bool
+    family: Family
+    options: dict[str, Any]  # every option, defaults filled in
+    given: dict[str, Any]  # the options as written
+    training_sql: str  # the AS query, as written
+    query: str  # what DuckDB runs (ML calls inside expanded)
+    label: dict[str, str] | None  # name, sql_type, type_id, output_type
+    features: list[Feature]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def summary(self) -> dict[str, Any]:
+        """A stable, readable form (the planner's golden files)."""
+        return {
+            "model": self.qualified,
+            "replace": self.replace,
+            "if_not_exists": self.if_not_exists,
+            "model_type": self.family.model_type,
+            "task": self.family.task,
+            "options": self.options,
+            "label": self.label,
+            "features": [
+                {"name": f.name, "sql_type": f.sql_type, "kind": f.kind, "parts": f.parts}
+                for f in self.features
+            ],
+            "query": self.query,
+        }
+
+
+def plan(
+    statement: CreateModel,
+    con: duckdb.DuckDBPyConnection,
+    source_text: str,
+    expand: Callable[[Any], str],
+) -> TrainingPlan:
+    """``source_text`` is the whole script (offsets in the tree refer to it); ``expand``
+    turns the RawSQL query into runnable DuckDB SQL."""
+    table = statement.this
+    schema = table.db or con.execute("SELECT current_schema()").fetchall()[0][0]
+    name = table.name
+    qualified = f"{schema}.{name}"
+
+    given: dict[str, Any] = {}
+    for option in statement.args.get("options") or []:
+        key = option.this.name.lower()
+        if key in given:
+            raise OptionError(f"Option {key!r} is given twice for model {qualified}", key)
+        given[key] = literal_value(option.expression, key)
+    if "model_type" not in given:
+        raise OptionError(
+            f"CREATE MODEL {qualified} needs OPTIONS (model_type = ...). Valid model types: "
+            + ", ".join(f.model_type for f in families.all_families()),
+            "model_type",
+        )
+    family = families.get(given["model_type"])
+    options = resolve(given, family.options, family.model_type, family.unsupported)
+    options["model_type"] = family.model_type
+
+    raw = statement.args["query"]
+    query = expand(raw)
+    columns = describe_query(con, query, f"The training query of model {qualified}")
+    _check_unique(columns, qualified)
+
+    label: dict[str, str] | None = None
+    feature_columns = columns
+    if family.supervised:
+        labels = options["input_label_cols"]
+        if len(labels) != 1:
+            raise OptionError(
+                f"input_label_cols of model {qualified} must name exactly one column, got {labels}",
+                "input_label_cols",
+            )
+        label_column = _find(columns, labels[0])
+        if label_column is None:
+            how = (
+                "Name the label with OPTIONS (input_label_cols = ['...'])"
+                if "input_label_cols" not in given
+                else "Fix input_label_cols or add the column to the query"
+            )
+            raise ColumnNotFound(
+                f"Label column {labels[0]!r} of model {qualified} is not in the training "
+                f"query; its columns are: {', '.join(c.name for c in columns)}. {how}"
+            )
+        label = _label(label_column, family, qualified)
+        feature_columns = [c for c in columns if c is not label_column]
+    if not feature_columns:
+        raise DataError(
+            f"The training query of model {qualified} has no feature columns besides the "
+            "label; select the columns the model should learn from"
+        )
+    features = [Feature.from_column(c.name, c.sql_type, model=qualified) for c in feature_columns]
+    return TrainingPlan(
+        schema=schema,
+        name=name,
+        replace=bool(statement.args.get("replace")),
+        if_not_exists=bool(statement.args.get("exists")),
+        family=family,
+        options=options,
+        given=given,
+        training_sql=raw.text,
+        query=query,
+        label=label,
+        features=features,
+    )
+
+
+def describe_query(con: duckdb.DuckDBPyConnection, query: str, what: str) -> list[Column]:
+    """The result columns of a query, bound by DuckDB but not run."""
+    try:
+        rows = con.execute(f"DESCRIBE {query}").fetchall()
+    except duckdb.Error as e:
+        raise QueryError(f"{what} failed: {e}") from e
+    return [Column(row[0], row[1]) for row in rows]
+
+
+def _find(columns: list[Column], name: str) -> Column | None:
+    for column in columns:
+        if column.name.lower() == name.lower():
+            return column
+    return None
+
+
+def _check_unique(columns: list[Column], qualified: str) -> None:
+    seen: set[str] = set()
+    for column in columns:
+        key = column.name.lower()
+        if key in seen:
+            raise DataError(
+                f"The training query of model {qualified} returns two columns named "
+                f"{column.name!r}; give them distinct aliases"
+            )
+        seen.add(key)
+
+
+def _label(column: Column, family: Family, qualified: str) -> dict[str, str]:
+    tid = type_id(column.sql_type)
+    if family.task == REGRESSION and tid not in NUMERIC_TYPES:
+        raise UnsupportedType(
+            f"Label {column.name!r} of model {qualified} is {column.sql_type}, but "
+            f"{family.model_type} predicts numbers. Use a numeric label, or a classifier "
+            "such as logistic_reg"
+        )
+    if family.task == CLASSIFICATION and tid not in CLASSIFICATION_LABEL_TYPES:
+        raise UnsupportedType(
+            f"Label {column.name!r} of model {qualified} is {column.sql_type}; "
+            f"{family.model_type} needs a VARCHAR, BOOLEAN, ENUM or integer label. Cast it, "
+            "or use a regression model for a continuous label"
+        )
+    output_type = "DOUBLE"
+    if family.task == CLASSIFICATION:
+        output_type = "VARCHAR" if tid == "enum" else column.sql_type
+    return {
+        "name": column.name,
+        "sql_type": column.sql_type,
+        "type_id": tid,
+        "output_type": output_type,
+    }

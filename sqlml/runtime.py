@@ -1,0 +1,164 @@
+"""Scoring a stored model: Arrow columns in, onnxruntime, Arrow results out.
+
+One :class:`ModelRuntime` per model version; its onnxruntime session is created once, on
+first use, and shared by every call and thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sqlml.catalog import ModelRecord
+from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.features import input_values
+
+# DuckDB type id -> Arrow type, for labels given back in their own type.
+_ARROW_LABEL_TYPES = {
+    "varchar": pa.string(),
+    "enum": pa.string(),
+    "boolean": pa.bool_(),
+    "tinyint": pa.int8(),
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "utinyint": pa.uint8(),
+    "usmallint": pa.uint16(),
+    "uinteger": pa.uint32(),
+    "ubigint": pa.uint64(),
+}
+
+
+def label_arrow_type(type_id: str) -> pa.DataType:
+    return _ARROW_LABEL_TYPES[type_id]
+
+
+def output_columns(record: ModelRecord) -> list[tuple[str, str]]:
+    """(column name, SQL type) of what ML.PREDICT adds, in order."""
+    if record.task == CLUSTERING:
+        return [
+            ("centroid_id", "BIGINT"),
+            ("nearest_centroids_distance", "STRUCT(centroid_id BIGINT, distance DOUBLE)[]"),
+        ]
+    label = record.label
+    assert label is not None
+    predicted = f"predicted_{label['name']}"
+    if record.task == CLASSIFICATION:
+        sql_type = label["output_type"]
+        return [
+            (predicted, sql_type),
+            (f"{predicted}_probs", f"STRUCT(label {sql_type}, prob DOUBLE)[]"),
+        ]
+    return [(predicted, "DOUBLE")]
+
+
+class ModelRuntime:
+    """Runs one model version. ``load`` fetches the ONNX bytes when first needed."""
+
+    def __init__(self, record: ModelRecord, load: Callable[[], bytes]):
+        self.record = record
+        self._load: Callable[[], bytes] | None = load
+        self._session: Any = None
+        self._lock = threading.Lock()
+        self._outputs: dict[str, str] = record.metadata["onnx"]["outputs"]
+        self._columns = output_columns(record)
+        if record.task == CLASSIFICATION:
+            assert record.label is not None
+            self._classes = pa.array(record.classes, label_arrow_type(record.label["type_id"]))
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import onnxruntime as ort
+
+                    options = ort.SessionOptions()
+                    options.log_severity_level = 3
+                    assert self._load is not None
+                    self._session = ort.InferenceSession(
+                        self._load(), options, providers=["CPUExecutionProvider"]
+                    )
+                    self._load = None  # the session keeps its own copy of the model
+        return self._session
+
+    def feed(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        features = self.record.features
+        return {f.name: input_values(f, col) for f, col in zip(features, columns, strict=True)}
+
+    def run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        """Model outputs by role (see onnx_export), as float64 / int64 arrays."""
+        if len(columns) and len(columns[0]) == 0:
+            return self._empty()
+        roles = list(self._outputs)
+        values = self.session.run([self._outputs[r] for r in roles], self.feed(columns))
+        result = {}
+        for role, value in zip(roles, values, strict=True):
+            dtype = np.int64 if role == "label" else np.float64
+            result[role] = np.asarray(value, dtype=dtype)
+        if "prediction" in result:
+            result["prediction"] = result["prediction"].reshape(-1)
+        return result
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        width = len(self.record.classes or self.record.metadata.get("centroids") or [])
+        empty = {
+            "prediction": np.zeros(0),
+            "label": np.zeros(0, np.int64),
+            "probabilities": np.zeros((0, width)),
+            "distances": np.zeros((0, width)),
+        }
+        return {role: empty[role] for role in self._outputs}
+
+    # -- Arrow results -----------------------------------------------------------------
+
+    def to_arrow(self, outputs: dict[str, np.ndarray]) -> pa.StructArray:
+        """The columns ML.PREDICT adds, as one struct array (the model's SQL function)."""
+        names = [name for name, _ in self._columns]
+        task = self.record.task
+        if task == CLUSTERING:
+            arrays = [
+                pa.array(outputs["label"] + 1, pa.int64()),
+                _ranked_list(outputs["distances"], "centroid_id", "distance", ascending=True),
+            ]
+        elif task == CLASSIFICATION:
+            arrays = [
+                self._classes.take(pa.array(outputs["label"])),
+                _class_list(self._classes, outputs["probabilities"]),
+            ]
+        else:
+            arrays = [pa.array(outputs["prediction"], pa.float64())]
+        return pa.StructArray.from_arrays(arrays, names=names)
+
+    def __call__(self, *columns: pa.Array | pa.ChunkedArray) -> pa.StructArray:
+        return self.to_arrow(self.run(columns))
+
+
+def _class_list(classes: pa.Array, probabilities: np.ndarray) -> pa.ListArray:
+    """Per row, a LIST of STRUCT(label, prob) in class order."""
+    rows, k = probabilities.shape
+    labels = classes.take(pa.array(np.tile(np.arange(k), rows)))
+    items = pa.StructArray.from_arrays(
+        [labels, pa.array(probabilities.reshape(-1), pa.float64())], names=["label", "prob"]
+    )
+    offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, items)
+
+
+def _ranked_list(
+    values: np.ndarray, id_name: str, value_name: str, *, ascending: bool
+) -> pa.ListArray:
+    """Per row, a LIST of STRUCT(id (1-based), value) sorted by value."""
+    rows, k = values.shape
+    order = np.argsort(values if ascending else -values, axis=1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=1)
+    items = pa.StructArray.from_arrays(
+        [pa.array(order.reshape(-1) + 1, pa.int64()), pa.array(ranked.reshape(-1), pa.float64())],
+        names=[id_name, value_name],
+    )
+    offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, items)

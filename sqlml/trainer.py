@@ -1,0 +1,193 @@
+"""Training plan -> fitted scikit-learn pipeline.
+
+Runs the feature query in DuckDB, drops rows with a NULL label, holds out evaluation rows
+as the plan says, and fits ``FeaturePreprocessor -> estimator``. Imported only when a model
+is trained: it imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sklearn.pipeline import Pipeline
+
+from sqlml.console import Console
+from sqlml.errors import DataError, Error, QueryError, TrainingError
+from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
+from sqlml.features import Feature, numeric_values
+from sqlml.planner import TrainingPlan
+from sqlml.preprocessing import FeaturePreprocessor
+
+AUTO_SPLIT_SMALL = 500  # fewer rows: no evaluation split
+AUTO_SPLIT_LARGE = 50_000  # more rows: hold out AUTO_SPLIT_ROWS
+AUTO_SPLIT_ROWS = 10_000
+
+
+@dataclass
+class TrainedModel:
+    plan: TrainingPlan
+    pipeline: Any
+    features: list[Feature]  # fitted
+    classes: list[Any] | None
+    data: pa.Table  # rows with a label, feature and label columns only
+    y: np.ndarray | None  # label per row of data: class index or value
+    train_rows: np.ndarray
+    eval_rows: np.ndarray
+    rows_read: int
+    rows_null_label: int
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def estimator(self) -> Any:
+        return self.pipeline.named_steps["model"]
+
+    @property
+    def split_method(self) -> str:
+        return self.plan.options.get("data_split_method", "no_split")
+
+
+def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) -> TrainedModel:
+    family = plan.family
+    started = time.perf_counter()
+    with console.phase("reading features"):
+        try:
+            data = con.sql(plan.query).to_arrow_table()
+        except duckdb.Error as e:
+            raise QueryError(f"The training query of model {plan.qualified} failed: {e}") from e
+    rows_read = data.num_rows
+    read_seconds = time.perf_counter() - started
+    if rows_read == 0:
+        raise DataError(
+            f"The training query of model {plan.qualified} returned no rows; a model needs "
+            "training data"
+        )
+
+    y: np.ndarray | None = None
+    classes: list[Any] | None = None
+    rows_null_label = 0
+    if plan.label is not None:
+        label = data.column(plan.label["name"])
+        keep = pc.is_valid(label)
+        if family.task == REGRESSION:
+            keep = pc.and_(keep, pc.invert(pc.is_nan(pc.cast(label, pa.float64()))))
+        keep = pc.fill_null(keep, False)
+        rows_null_label = rows_read - pc.sum(keep).as_py()
+        if rows_null_label == rows_read:
+            raise DataError(
+                f"All {rows_read:,} rows of the training query of model {plan.qualified} have "
+                f"a NULL label ({plan.label['name']}); filter them out or pick another label"
+            )
+        if rows_null_label:
+            data = data.filter(keep)
+        label = data.column(plan.label["name"])
+        y = numeric_values(label) if family.task == REGRESSION else None
+
+    train_rows, eval_rows = split(len(data), plan)
+    if family.task == CLASSIFICATION:
+        label = data.column(plan.label["name"])
+        if pa.types.is_dictionary(label.type):  # ENUM labels are predicted as VARCHAR
+            label = pc.cast(label, pa.string())
+        classes = sorted(pc.unique(label.take(pa.array(train_rows))).to_pylist())
+        if len(classes) < 2:
+            raise DataError(
+                f"The label {plan.label['name']} of model {plan.qualified} has a single value "
+                f"({classes[0]!r}) in the training rows; a classifier needs at least two classes"
+            )
+        codes = pc.index_in(label, value_set=pa.array(classes, label.type))
+        y = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    context = FitContext(
+        rows=len(train_rows),
+        random_seed=plan.options["random_seed"],
+        n_classes=len(classes) if classes else None,
+        baseline_loss=_baseline_loss(family.task, y[train_rows] if y is not None else None),
+    )
+    estimator = family.build(plan.options, context)
+    preprocessor = FeaturePreprocessor(
+        features=plan.features,
+        standardize=family.standardize(plan.options),
+        float32=family.float32,
+    )
+    pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
+    train_table = data.select([f.name for f in plan.features]).take(pa.array(train_rows))
+
+    fit_started = time.perf_counter()
+    caught: list[str] = []
+    with (
+        console.phase("fitting " + type(estimator).__name__),
+        warnings.catch_warnings(record=True) as recorded,
+    ):
+        warnings.simplefilter("always")
+        try:
+            pipeline.fit(train_table, y[train_rows] if y is not None else None)
+        except Error:
+            raise
+        except (ValueError, MemoryError, ArithmeticError) as e:
+            raise TrainingError(f"Training model {plan.qualified} failed: {e}") from e
+    for warning in recorded:
+        text = f"{warning.category.__name__}: {warning.message}"
+        if text not in caught:
+            caught.append(text)
+            console.warn(f"model {plan.qualified}: {text}")
+
+    return TrainedModel(
+        plan=plan,
+        pipeline=pipeline,
+        features=pipeline.named_steps["preprocess"].features_,
+        classes=classes,
+        data=data,
+        y=y,
+        train_rows=train_rows,
+        eval_rows=eval_rows,
+        rows_read=rows_read,
+        rows_null_label=rows_null_label,
+        warnings=caught,
+        seconds={"read": read_seconds, "fit": time.perf_counter() - fit_started},
+    )
+
+
+def split(n: int, plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Training and evaluation row indices, each in the query's row order."""
+    method = plan.options.get("data_split_method", "no_split")
+    if method == "auto_split":
+        if n < AUTO_SPLIT_SMALL:
+            n_eval = 0
+        elif n <= AUTO_SPLIT_LARGE:
+            n_eval = round(n * 0.2)
+        else:
+            n_eval = AUTO_SPLIT_ROWS
+    elif method == "random":
+        n_eval = round(n * plan.options["data_split_eval_fraction"])
+    else:
+        n_eval = 0
+    if n_eval >= n:
+        raise DataError(
+            f"data_split_eval_fraction={plan.options['data_split_eval_fraction']} leaves no "
+            f"training rows out of {n} for model {plan.qualified}; lower it"
+        )
+    everything = np.arange(n)
+    if n_eval == 0:
+        return everything, np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(plan.options["random_seed"])
+    held_out = np.zeros(n, dtype=bool)
+    held_out[rng.permutation(n)[:n_eval]] = True
+    return everything[~held_out], everything[held_out]
+
+
+def _baseline_loss(task: str, y: np.ndarray | None) -> float:
+    """Loss of the constant model: half the label variance, or the class prior's entropy."""
+    if y is None or len(y) == 0:
+        return 1.0
+    if task == REGRESSION:
+        return float(0.5 * np.var(y))
+    counts = np.bincount(y[y >= 0])
+    prior = counts[counts > 0] / counts.sum()
+    return float(-(prior * np.log(prior)).sum())

@@ -1,0 +1,302 @@
+"""Every error of the core: the right sqlml error, a message that names the problem, and the
+database exactly as it was before (no model row, no function, no half-written table)."""
+
+from __future__ import annotations
+
+import copy
+
+import duckdb
+import pytest
+
+import sqlml
+from sqlml import onnx_export, parity
+from tests.conftest import snapshot
+
+CREATE_MASS = """CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+                 AS SELECT body_mass_g, flipper_length_mm, species FROM penguins"""
+
+
+@pytest.fixture(params=["fresh", "with_model"])
+def db(request, con):
+    """A database without a catalog yet, and one that already holds a model."""
+    if request.param == "with_model":
+        con.sql(CREATE_MASS)
+    return con
+
+
+def fails(con, sql: str, error: type[Exception], *fragments: str) -> Exception:
+    before = snapshot(con)
+    with pytest.raises(error) as info:
+        con.sql(sql)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert snapshot(con) == before
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM ML.PREDICT(MODEL nope, TABLE penguins)",
+        "SELECT * FROM ML.EVALUATE(MODEL nope)",
+        "DROP MODEL nope",
+        "DESCRIBE MODEL nope",
+        "SELECT * FROM ML.PREDICT(MODEL other.mass, TABLE penguins)",
+    ],
+)
+def test_unknown_model(db, sql):
+    error = fails(db, sql, sqlml.ModelNotFound, "does not exist")
+    assert isinstance(error, LookupError)
+    assert "nope" in str(error) or "other.mass" in str(error)
+
+
+def test_unknown_model_lists_the_models(con):
+    con.sql(CREATE_MASS)
+    fails(con, "DROP MODEL mas", sqlml.ModelNotFound, "main.mas does not exist", "main.mass")
+
+
+def test_drop_if_exists_of_unknown_model_is_a_no_op(db):
+    before = snapshot(db)
+    db.sql("DROP MODEL IF EXISTS nope")
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    ("sql", "error", "fragments"),
+    [
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['weight']) "
+            "AS SELECT * FROM penguins",
+            sqlml.ColumnNotFound,
+            ["'weight'", "main.m", "species, island"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguins WHERE false",
+            sqlml.DataError,
+            ["returned no rows"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguins WHERE body_mass_g IS NULL",
+            sqlml.DataError,
+            ["All 2 rows", "NULL label", "body_mass_g"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) "
+            "AS SELECT * FROM penguins WHERE species = 'Adelie'",
+            sqlml.DataError,
+            ["single value", "'Adelie'"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+            "AS SELECT body_mass_g, [bill_length_mm] AS bills FROM penguins",
+            sqlml.UnsupportedType,
+            ["'bills'", "DOUBLE[]"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'], "
+            "l3_reg = 1) AS SELECT * FROM penguins",
+            sqlml.OptionError,
+            ["'l3_reg'", "Valid options:", "l2_reg"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'neural_net') AS SELECT * FROM penguins",
+            sqlml.OptionError,
+            ["'neural_net'", "linear_reg", "kmeans"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'kmeans', num_clusters = 'three') "
+            "AS SELECT bill_length_mm FROM penguins",
+            sqlml.OptionError,
+            ["'num_clusters'", "integer", "'three'"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'kmeans', num_clusters = 500) "
+            "AS SELECT bill_length_mm FROM penguins",
+            sqlml.DataError,
+            ["num_clusters=500", "344"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg' AS SELECT * FROM penguins",
+            sqlml.ParseError,
+            ["near 'AS' (line 1, column 51)"],
+        ),
+        (
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguin",
+            sqlml.QueryError,
+            ["training query of model main.m", "penguin"],
+        ),
+        (
+            "CREATE MODEL nowhere.m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguins",
+            sqlml.SchemaNotFound,
+            ["nowhere", "CREATE SCHEMA"],
+        ),
+    ],
+    ids=[
+        "label_missing",
+        "empty_training_set",
+        "label_all_null",
+        "one_class",
+        "unsupported_feature_type",
+        "unknown_option",
+        "unknown_model_type",
+        "bad_option_value",
+        "more_clusters_than_rows",
+        "syntax_error",
+        "failing_feature_query",
+        "missing_schema",
+    ],
+)
+def test_create_model_errors(db, sql, error, fragments):
+    fails(db, sql, error, *fragments)
+
+
+def test_failing_feature_query_keeps_duckdb_error_as_cause(con):
+    error = fails(
+        con,
+        "CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['y']) "
+        "AS SELECT 1 / 0 AS x, CAST('a' AS INTEGER) AS y",
+        sqlml.QueryError,
+        "Could not convert string 'a' to INT32",
+    )
+    assert isinstance(error.__cause__, duckdb.Error)
+
+
+def test_prediction_input_missing_features_are_named(db):
+    if db.catalog.current("main", "mass") is None:
+        db.sql(CREATE_MASS)
+    fails(
+        db,
+        "SELECT * FROM ML.PREDICT(MODEL mass, (SELECT body_mass_g, island FROM penguins))",
+        sqlml.ColumnNotFound,
+        "flipper_length_mm, species",
+        "model main.mass",
+    )
+    fails(
+        db,
+        "SELECT * FROM ML.EVALUATE(MODEL mass, (SELECT flipper_length_mm, species FROM penguins))",
+        sqlml.ColumnNotFound,
+        "label column body_mass_g",
+    )
+    fails(
+        db,
+        "SELECT * FROM ML.PREDICT(MODEL mass, (SELECT 'x' AS flipper_length_mm, species FROM penguins))",
+        sqlml.UnsupportedType,
+        "flipper_length_mm is VARCHAR",
+        "BIGINT",
+    )
+
+
+def test_create_over_existing_model(con):
+    con.sql(CREATE_MASS)
+    fails(con, CREATE_MASS, sqlml.ModelExists, "main.mass already exists", "CREATE OR REPLACE")
+    # IF NOT EXISTS leaves the model alone and trains nothing.
+    before = snapshot(con)
+    con.sql(
+        CREATE_MASS.replace("CREATE MODEL", "CREATE MODEL IF NOT EXISTS").replace(
+            "flipper_length_mm, species", "island"
+        )
+    )
+    assert snapshot(con) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [("abs", "a built-in"), ("my_macro", "a macro in schema main"), ("my_udf", "registered")],
+)
+def test_model_name_taken_by_a_function(con, name, fragment):
+    con.sql("CREATE MACRO my_macro(x) AS x + 1")
+    con.duckdb.create_function("my_udf", lambda x: x, ["DOUBLE"], "DOUBLE")
+    fails(
+        con,
+        CREATE_MASS.replace("MODEL mass", f"MODEL {name}"),
+        sqlml.NameConflict,
+        f"{name}()",
+        fragment,
+    )
+
+
+def test_probs_function_name_taken(con):
+    con.sql("CREATE MACRO sp_probs(x) AS x")
+    fails(
+        con,
+        "CREATE MODEL sp OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) "
+        "AS SELECT species, bill_length_mm FROM penguins",
+        sqlml.NameConflict,
+        "sp_probs()",
+    )
+
+
+def test_failure_during_replace_keeps_previous_version(con, monkeypatch):
+    con.sql(CREATE_MASS)
+    expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
+
+    def broken_storage(*args, **kwargs):
+        raise duckdb.IOException("IO Error: disk full")
+
+    monkeypatch.setattr(con.functions, "create_macros", broken_storage)
+    error = fails(
+        con,
+        CREATE_MASS.replace("CREATE MODEL", "CREATE OR REPLACE MODEL").replace(", species", ""),
+        sqlml.CatalogError,
+        "Storing model main.mass failed",
+        "disk full",
+    )
+    assert isinstance(error.__cause__, duckdb.IOException)
+    monkeypatch.undo()
+    assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
+    assert con.sql("SELECT version FROM (SHOW MODELS)").fetchall() == [(1,)]
+    # No UDF of the failed version 2 is left behind.
+    names = [
+        r[0]
+        for r in con.sql(
+            "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE '__sqlml%'"
+        ).fetchall()
+    ]
+    assert names == [n for n in names if n.endswith("_v1")] and names
+
+
+def test_onnx_that_disagrees_is_refused(con, monkeypatch):
+    real = onnx_export._preprocessing
+
+    def shifted(features, output, ml_opset):
+        # Corrupt the exported graph (not the scikit-learn side): every mean is off by one.
+        features = copy.deepcopy(features)
+        for feature in features:
+            feature.means = [m + 1.0 for m in feature.means]
+        return real(features, output, ml_opset)
+
+    monkeypatch.setattr(onnx_export, "_preprocessing", shifted)
+    error = fails(
+        con,
+        "CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+        "AS SELECT * FROM penguins",
+        sqlml.ParityError,
+        "main.mass disagrees with scikit-learn",
+        "not stored",
+    )
+    assert isinstance(error, sqlml.Error)
+    assert parity.TOLERANCE["float64"] == 1e-9
+
+
+def test_plain_duckdb_errors_are_duckdbs(con):
+    with pytest.raises(duckdb.CatalogException):
+        con.sql("SELECT * FROM no_such_table")
+    with pytest.raises(duckdb.ParserException):
+        con.sql("SELEC 1")
+    # Also when the statement mentions models but is DuckDB's.
+    with pytest.raises(duckdb.CatalogException):
+        con.sql("SELECT model FROM models")
+
+
+def test_error_hierarchy():
+    assert issubclass(sqlml.ParseError, ValueError)
+    assert issubclass(sqlml.OptionError, ValueError)
+    assert issubclass(sqlml.ModelNotFound, LookupError)
+    assert issubclass(sqlml.ColumnNotFound, LookupError)
+    for name in sqlml.errors.__all__:
+        assert issubclass(getattr(sqlml, name), sqlml.Error)

@@ -1,0 +1,283 @@
+"""The SQL surface: Connection.sql/execute, ML functions as table expressions, the model
+functions in every clause, plain DuckDB left as it is."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import sqlml
+from tests.conftest import load_penguins
+
+SPECIES = """CREATE MODEL species OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species'],
+                                        l2_reg = 1)
+             AS SELECT species, bill_length_mm, bill_depth_mm, island FROM penguins"""
+
+
+@pytest.fixture
+def trained(con):
+    con.sql(SPECIES)
+    return con
+
+
+def test_sql_returns_duckdb_relations(trained):
+    relation = trained.sql("SELECT * FROM ML.PREDICT(MODEL species, TABLE penguins)")
+    assert isinstance(relation, duckdb.DuckDBPyRelation)
+    assert relation.columns[:2] == ["predicted_species", "predicted_species_probs"]
+    assert relation.columns[2:] == trained.sql("SELECT * FROM penguins").columns
+    assert isinstance(relation.df(), pd.DataFrame)
+    assert isinstance(relation.arrow(), pa.RecordBatchReader)
+    assert len(relation.fetchall()) == 344
+    assert "predicted_species" in str(relation)
+    assert trained.sql("SHOW MODELS").columns == [
+        "schema", "name", "model_type", "label", "feature_count", "training_rows",
+        "key_metric", "key_metric_value", "version", "created_at",
+    ]  # fmt: skip
+    assert trained.sql(SPECIES.replace("MODEL species", "MODEL IF NOT EXISTS species")) is None
+
+
+def test_predict_keeps_rows_order_and_untouched_columns(trained):
+    trained.sql(
+        "CREATE TABLE odd AS SELECT 1000 - i AS id, [i, i] AS tags, {'k': i} AS meta, "
+        "'Biscoe' AS island, 40.0 + i / 100 AS bill_length_mm, 18.0 AS bill_depth_mm, "
+        "NULL AS species FROM range(5000) t(i) ORDER BY random()"
+    )
+    before = trained.sql("SELECT id, tags, meta FROM odd").fetchall()
+    after = trained.sql(
+        "SELECT id, tags, meta FROM ML.PREDICT(MODEL species, TABLE odd)"
+    ).fetchall()
+    assert after == before
+    predicted = trained.sql(
+        "SELECT predicted_species, species FROM ML.PREDICT(MODEL species, "
+        "(SELECT * FROM odd ORDER BY id DESC))"
+    ).fetchall()
+    assert len(predicted) == 5000
+    assert {p for p, _ in predicted} <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert all(s is None for _, s in predicted)  # the input's own column passes through
+
+
+def test_ml_functions_as_table_expressions(trained):
+    by_cte = trained.sql(
+        """WITH p AS (SELECT * FROM ML.PREDICT(MODEL species, TABLE penguins)),
+                e AS (SELECT * FROM ML.EVALUATE(MODEL species)),
+                m AS (SHOW MODELS)
+           SELECT count(*), any_value(e.accuracy), any_value(m.name)
+           FROM p, e, m WHERE p.predicted_species = p.species"""
+    ).fetchall()
+    accuracy = trained.sql("SELECT accuracy FROM ML.EVALUATE(MODEL species)").fetchall()[0][0]
+    assert by_cte == [(round(accuracy * 344), accuracy, "species")]
+
+    joined = trained.sql(
+        """SELECT a.predicted_species = b.predicted_species AS same
+           FROM ML.PREDICT(MODEL species, (SELECT row_number() OVER () AS k, * FROM penguins)) a
+           JOIN ML.PREDICT(MODEL species, (SELECT row_number() OVER () AS k, * FROM penguins)) b
+             USING (k)"""
+    ).fetchall()
+    assert joined == [(True,)] * 344
+
+    trained.sql(
+        "CREATE TABLE scored AS SELECT species, predicted_species "
+        "FROM ML.PREDICT(MODEL species, (SELECT * FROM penguins WHERE island = 'Dream'))"
+    )
+    assert trained.sql("SELECT count(*) FROM scored").fetchall() == [(124,)]
+    nested = trained.sql(
+        """SELECT count(*) FROM ML.PREDICT(MODEL species,
+               (SELECT * EXCLUDE (predicted_species, predicted_species_probs)
+                FROM ML.PREDICT(MODEL species, TABLE penguins)))"""
+    ).fetchall()
+    assert nested == [(344,)]
+    assert trained.sql(
+        "SELECT name FROM (SHOW MODELS) WHERE model_type = 'logistic_reg'"
+    ).fetchall() == [("species",)]
+
+
+def test_model_functions_in_every_clause(trained):
+    rows = trained.sql(
+        """SELECT species(p) AS guess, count(*) AS n FROM penguins p
+           WHERE species(bill_length_mm, bill_depth_mm, island) <> 'Gentoo'
+           GROUP BY species(p) ORDER BY guess"""
+    ).fetchall()
+    assert [g for g, _ in rows] == ["Adelie", "Chinstrap"]
+    gentoo = trained.sql("SELECT count(*) FROM penguins p WHERE species(p) = 'Gentoo'").fetchall()
+    assert sum(n for _, n in rows) + gentoo[0][0] == 344
+    joined = trained.sql(
+        """SELECT count(*) FROM penguins a JOIN penguins b
+           ON species(a) = b.species AND a.bill_length_mm = b.bill_length_mm"""
+    ).fetchall()[0][0]
+    assert joined > 300
+    trained.sql("CREATE TABLE guesses AS SELECT species_probs(p) AS probs FROM penguins p")
+    assert trained.sql("SELECT typeof(probs) FROM guesses LIMIT 1").fetchall() == [
+        ('STRUCT("label" VARCHAR, prob DOUBLE)[]',)
+    ]
+
+
+def test_null_arguments_are_imputed_never_a_null_result(con):
+    con.sql(
+        """CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+           AS SELECT body_mass_g, flipper_length_mm, sex FROM penguins"""
+    )
+    mean = con.sql(
+        "SELECT avg(flipper_length_mm) FROM penguins WHERE body_mass_g IS NOT NULL"
+    ).fetchall()[0][0]
+    rows = con.sql(
+        f"""SELECT mass(NULL, 'male'), mass({mean!r}, 'male'),
+                   mass(200, NULL), mass(200, 'male'), mass(200, 'female'), mass(200, 'unseen'),
+                   mass(NULL, NULL)"""
+    ).fetchall()[0]
+    assert None not in rows
+    assert rows[0] == pytest.approx(rows[1], rel=1e-12)  # NULL -> the training mean
+    # sex has NULLs in training: NULL is a category of its own, unlike an unseen value.
+    assert len({rows[2], rows[3], rows[4], rows[5]}) == 4
+
+
+def test_predictions_come_back_in_the_labels_type(con):
+    con.sql(
+        """CREATE TABLE labelled AS SELECT *, body_mass_g > 4200 AS heavy,
+                  CAST(year - 2000 AS INTEGER) AS yr, CAST(year AS SMALLINT) AS y16
+           FROM penguins"""
+    )
+    for label, sql_type, values in [
+        ("heavy", "BOOLEAN", {True, False}),
+        ("yr", "INTEGER", {7, 8, 9}),
+        ("y16", "SMALLINT", {2007, 2008, 2009}),
+    ]:
+        con.sql(
+            f"""CREATE OR REPLACE MODEL typed OPTIONS (model_type = 'random_forest_classifier',
+                    input_label_cols = ['{label}'], num_parallel_tree = 5)
+                AS SELECT {label}, bill_length_mm, flipper_length_mm, island FROM labelled"""
+        )
+        relation = con.sql(
+            f"SELECT predicted_{label}, predicted_{label}_probs FROM ML.PREDICT(MODEL typed, TABLE labelled)"
+        )
+        assert [str(t) for t in relation.types] == [
+            sql_type,
+            f'STRUCT("label" {sql_type}, prob DOUBLE)[]',
+        ]
+        rows = relation.fetchall()
+        assert {r[0] for r in rows} <= values
+        assert [i["label"] for i in rows[0][1]] == sorted(values)
+
+
+def test_dates_and_timestamps_become_numeric_parts(con):
+    con.sql(
+        """CREATE TABLE days AS
+           SELECT CAST(DATE '2023-01-01' + INTERVAL (i) DAY AS DATE) AS day,
+                  TIMESTAMP '2023-01-01 00:00:00' + INTERVAL (i * 7) HOUR AS ts,
+                  (TIMESTAMPTZ '2023-01-01 00:00:00+00' + INTERVAL (i) MINUTE) AS tz
+           FROM range(400) t(i)"""
+    )
+    # A label that is exactly a linear function of the parts: a linear model recovers it.
+    con.sql(
+        """CREATE MODEL parts OPTIONS (model_type = 'linear_reg', input_label_cols = ['label'],
+                                        data_split_method = 'no_split')
+           AS SELECT 3 * month(day) + isodow(day) + hour(ts) + minute(tz) AS label, day, ts, tz
+           FROM days"""
+    )
+    fit = con.sql("SELECT r2_score FROM ML.EVALUATE(MODEL parts)").fetchall()[0][0]
+    assert fit == pytest.approx(1.0, abs=1e-9)
+    # The model function computes the parts the same way: in-sample rows come back exact.
+    rows = con.sql(
+        """SELECT 3 * month(day) + isodow(day) + hour(ts) + minute(tz), parts(day, ts, tz)
+           FROM days USING SAMPLE 50 ROWS (reservoir, 1)"""
+    ).fetchall()
+    np.testing.assert_allclose([r[1] for r in rows], [r[0] for r in rows], atol=1e-6)
+    described = dict(
+        (name, value)
+        for section, name, value in con.sql("DESCRIBE MODEL parts").fetchall()
+        if section == "feature"
+    )
+    assert described["day"].startswith("DATE: parts unix_days, year, month, day, day_of_week")
+
+
+def test_multiple_statements_and_plain_duckdb_as_written(con):
+    result = con.sql(
+        """CREATE TABLE t AS SELECT 1 AS label, 2.0 AS x UNION ALL SELECT 3, 4.0 UNION ALL SELECT 5, 7.0;
+           CREATE MODEL m OPTIONS (model_type = 'linear_reg') AS SELECT * FROM t;
+           -- DuckDB syntax that sqlglot does not know stays as written:
+           SELECT list_transform([1, 2], lambda v: v * 10) AS model, COLUMNS('predicted_.*')
+           FROM ML.PREDICT(MODEL m, (FROM t SELECT x))"""
+    )
+    assert result.columns == ["model", "predicted_label"]
+    rows = result.fetchall()
+    assert [r[0] for r in rows] == [[10, 20]] * 3
+    np.testing.assert_allclose(
+        [r[1] for r in rows], np.polyval(np.polyfit([2, 4, 7], [1, 3, 5], 1), [2, 4, 7])
+    )
+
+
+def test_execute_and_fetch(trained):
+    assert trained.execute("SHOW MODELS").fetchall()[0][:3] == ("main", "species", "logistic_reg")
+    assert trained.execute(
+        "SELECT count(*) FROM penguins WHERE bill_length_mm > ?", [40]
+    ).fetchone() == (242,)
+    assert trained.execute("DROP MODEL species").fetchall() == []
+    assert trained.execute("SELECT 'model' AS m").fetchall() == [("model",)]
+    assert trained.execute("SHOW MODELS").fetchall() == []
+
+
+def test_wrapping_an_existing_duckdb_connection(db_path):
+    raw = duckdb.connect(str(db_path))
+    load_penguins(raw)
+    con = sqlml.connect(raw)
+    assert con.duckdb is raw
+    con.sql(SPECIES)
+    assert raw.sql("SELECT species(p) FROM penguins p LIMIT 1").fetchall() == [("Adelie",)]
+    con.close()
+    assert raw.sql("SELECT count(*) FROM penguins").fetchall() == [(344,)]  # still open
+    with sqlml.connect(raw) as again:  # registers the functions again
+        assert again.sql("SELECT species(p) FROM penguins p LIMIT 1").fetchall() == [("Adelie",)]
+    raw.close()
+
+
+def test_context_manager_closes(db_path):
+    with sqlml.connect(db_path) as con:
+        con.sql("CREATE TABLE t AS SELECT 1 AS a")
+    with pytest.raises(duckdb.ConnectionException):
+        con.duckdb.sql("SELECT 1")
+
+
+def test_import_does_not_load_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sqlml; "
+        "print(sorted(m for m in ('sklearn', 'skl2onnx', 'onnx', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_date_parts_match_duckdb(con):
+    from sqlml.features import DATE_PARTS, TIMESTAMP_PARTS, datetime_values
+
+    con.sql(
+        """CREATE TABLE moments AS
+           SELECT CAST(DATE '1969-12-25' + INTERVAL (i * 37) DAY AS DATE) AS d,
+                  TIMESTAMP '1969-12-31 23:59:30' + INTERVAL (i * 86461) SECOND AS ts,
+                  TIMESTAMPTZ '2000-02-28 22:00:00+00' + INTERVAL (i * 3671) SECOND AS tz
+           FROM range(1000) t(i) UNION ALL SELECT NULL, NULL, NULL"""
+    )
+    table = con.sql("SELECT * FROM moments").to_arrow_table()
+    utc = "tz AT TIME ZONE 'UTC'"
+    expected = con.sql(
+        f"""SELECT epoch(d) / 86400, year(d), month(d), day(d), isodow(d), dayofyear(d),
+                   epoch(ts), year(ts), month(ts), day(ts), isodow(ts), dayofyear(ts), hour(ts),
+                   minute(ts), second(ts),
+                   epoch(tz), year({utc}), month({utc}), day({utc}), isodow({utc}),
+                   dayofyear({utc}), hour({utc}), minute({utc}), second({utc})
+            FROM moments"""
+    ).fetchnumpy()
+    got = np.hstack(
+        [
+            datetime_values(table.column("d"), list(DATE_PARTS)),
+            datetime_values(table.column("ts"), list(TIMESTAMP_PARTS)),
+            datetime_values(table.column("tz"), list(TIMESTAMP_PARTS)),
+        ]
+    )
+    want = np.column_stack([np.asarray(v, dtype=float) for v in expected.values()])
+    np.testing.assert_allclose(got[:-1], want[:-1], rtol=0, atol=1e-9)
+    assert np.isnan(got[-1]).all()  # NULL in every part
