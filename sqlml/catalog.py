@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -63,7 +63,6 @@ class ModelRecord:
     version: int
     metadata: dict[str, Any]
     onnx_sha256: str
-    onnx: bytes | None = field(default=None, repr=False)
 
     @property
     def qualified(self) -> str:
@@ -207,7 +206,7 @@ class Catalog:
 
     # -- writing (the caller holds a transaction) ------------------------------------------
 
-    def add_version(self, record: ModelRecord) -> None:
+    def add_version(self, record: ModelRecord, onnx: bytes) -> None:
         """Store a new version and make it current."""
         meta = record.metadata
         self.con.execute(
@@ -225,7 +224,7 @@ class Catalog:
                 meta["metrics"].get(meta["key_metric"]),
                 meta["created_at"],
                 record.onnx_sha256,
-                record.onnx,
+                onnx,
                 json.dumps(meta),
             ],
         )

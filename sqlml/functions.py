@@ -9,7 +9,6 @@ the version's UDF, CREATE OR REPLACE switches every caller to the new version at
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import re
@@ -70,16 +69,13 @@ class FunctionRegistry:
             self.register(record)
         return self.runtimes[name]
 
-    def register(self, record: ModelRecord) -> str:
-        """Register the version's UDF on this connection (no database change)."""
+    def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> str:
+        """Register the version's UDF on this connection (no database change), scoring with
+        ``runtime`` if given (its session is then shared)."""
         name = udf_name(record)
         if name in self.runtimes:
             return name
-        data = record.onnx
-        record = dataclasses.replace(record, onnx=None)
-        if data is not None:
-            runtime = ModelRuntime(record, lambda: data)
-        else:
+        if runtime is None:
             runtime = ModelRuntime(record, lambda: self._load(record))
         params = [parameter_type(f.sql_type, f.kind) for f in record.features]
 
@@ -104,8 +100,8 @@ class FunctionRegistry:
                 side_effects=False,
             )
             self._created.add(name)
-        except duckdb.CatalogException as e:
-            if "already exists" not in str(e):
+        except (duckdb.CatalogException, duckdb.NotImplementedException) as e:
+            if "already" not in str(e):
                 raise
             # Another connection to this database registered the same (immutable) version.
         self.runtimes[name] = runtime

@@ -88,8 +88,8 @@ def create_model(connection: Connection, statement: Statement) -> None:
         "opset": onnx_export.TARGET_OPSET,
     }
     sha = hashlib.sha256(onnx_bytes).hexdigest()
-    record = ModelRecord(plan.schema, plan.name, version, metadata, sha, onnx_bytes)
-    runtime = ModelRuntime(record, lambda: onnx_bytes)
+    record = ModelRecord(plan.schema, plan.name, version, metadata, sha)
+    runtime = ModelRuntime(record, lambda: onnx_bytes)  # shared by parity, evaluation, UDF
 
     columns = [f.name for f in trained.features]
     with connection.console.phase("checking parity"):
@@ -102,13 +102,13 @@ def create_model(connection: Connection, statement: Statement) -> None:
     metadata["training"]["seconds"] = round(time.perf_counter() - started, 3)
 
     with connection.console.phase("storing"):
-        udf = connection.functions.register(record)
+        udf = connection.functions.register(record, runtime)
         try:
             with transaction(con):
                 connection.catalog.ensure()
                 if existing is not None:
                     connection.functions.drop_macros(existing.schema, existing.name, existing.task)
-                connection.catalog.add_version(record)
+                connection.catalog.add_version(record, onnx_bytes)
                 connection.functions.create_macros(record)
         except duckdb.Error as e:
             connection.functions.unregister(udf)

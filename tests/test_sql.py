@@ -136,18 +136,23 @@ def test_null_arguments_are_imputed_never_a_null_result(con):
 def test_predictions_come_back_in_the_labels_type(con):
     con.sql(
         """CREATE TABLE labelled AS SELECT *, body_mass_g > 4200 AS heavy,
-                  CAST(year - 2000 AS INTEGER) AS yr, CAST(year AS SMALLINT) AS y16
+                  CAST(year - 2000 AS INTEGER) AS yr, CAST(year AS SMALLINT) AS y16,
+                  CAST(species AS ENUM('Adelie', 'Chinstrap', 'Gentoo')) AS kind,
+                  CAST(island AS ENUM('Biscoe', 'Dream', 'Torgersen')) AS place,
+                  sex = 'male' AS male
            FROM penguins"""
     )
     for label, sql_type, values in [
         ("heavy", "BOOLEAN", {True, False}),
         ("yr", "INTEGER", {7, 8, 9}),
         ("y16", "SMALLINT", {2007, 2008, 2009}),
+        ("kind", "VARCHAR", {"Adelie", "Chinstrap", "Gentoo"}),
     ]:
+        # BOOLEAN and ENUM features (with NULLs: sex) one-hot encode like VARCHAR.
         con.sql(
             f"""CREATE OR REPLACE MODEL typed OPTIONS (model_type = 'random_forest_classifier',
                     input_label_cols = ['{label}'], num_parallel_tree = 5)
-                AS SELECT {label}, bill_length_mm, flipper_length_mm, island FROM labelled"""
+                AS SELECT {label}, bill_length_mm, flipper_length_mm, place, male FROM labelled"""
         )
         relation = con.sql(
             f"SELECT predicted_{label}, predicted_{label}_probs FROM ML.PREDICT(MODEL typed, TABLE labelled)"
