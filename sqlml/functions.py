@@ -1,10 +1,16 @@
 """Every stored model as SQL functions.
 
 For a model ``s.m`` sqlml keeps, in the database file, a macro ``s.m(feature, ...)`` (and
-``s.m_probs(...)`` for classifiers), each also callable with a whole row, ``s.m(t)``. The
-macros call a vectorized Arrow UDF named after the model version (``__sqlml_...``) that
-this module registers on every connection sqlml opens or wraps. Because the macro names
-the version's UDF, CREATE OR REPLACE switches every caller to the new version at once.
+``s.m_probs(...)`` for classifiers), each also callable with a whole row, ``s.m(t)``.
+
+- A model scored in SQL (``inference`` 'sql') has the model itself in the macro body: plain
+  DuckDB SQL that any DuckDB client can run.
+- A model scored by onnxruntime has a macro calling a vectorized Arrow UDF named after the
+  model version (``__sqlml_...``), which this module registers on every connection sqlml
+  opens or wraps.
+
+Either way the macro is replaced by CREATE OR REPLACE MODEL, so every caller switches to
+the new version at once.
 """
 
 from __future__ import annotations
@@ -16,18 +22,43 @@ from collections.abc import Callable
 
 import duckdb
 
+from sqlml import compiler, families
 from sqlml.catalog import ModelRecord, quote
 from sqlml.errors import NameConflict
-from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.families import CLASSIFICATION
 from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, type_id
 from sqlml.runtime import ModelRuntime, output_columns
 
+SQL, ONNX = "sql", "onnx"
+
+
+def inference(record: ModelRecord) -> str:
+    """How a stored version scores: 'sql' or 'onnx'."""
+    return record.metadata.get("inference", {}).get("path", ONNX)
+
+
+def _model_key(schema: str, name: str) -> str:
+    readable = re.sub(r"\W+", "_", f"{schema}_{name}").lower()
+    digest = hashlib.sha1(f"{schema}\0{name}".lower().encode()).hexdigest()[:6]
+    return f"{readable}_{digest}"
+
 
 def udf_name(record: ModelRecord) -> str:
-    """Stable per model version, so macros stored in the file find it after reopening."""
-    readable = re.sub(r"\W+", "_", f"{record.schema}_{record.name}").lower()
-    digest = hashlib.sha1(f"{record.schema}\0{record.name}".lower().encode()).hexdigest()[:6]
-    return f"__sqlml_{readable}_{digest}_v{record.version}"
+    """Stable per model version (so macros stored in the file find it after reopening), and
+    never reused: a model dropped and created again gets other names."""
+    key = _model_key(record.schema, record.name)
+    return f"__sqlml_{key}_v{record.version}_{record.onnx_sha256[:8]}"
+
+
+def generation_variable(schema: str, name: str) -> str:
+    """The session variable holding the generation of a model this connection last wrote."""
+    return f"__sqlml_generation_{_model_key(schema, name)}"
+
+
+def set_generation(con: duckdb.DuckDBPyConnection, schema: str, name: str, generation: int) -> None:
+    """Tell this session's older compiled statements that the model changed (see
+    create_macros)."""
+    con.execute(f"SET VARIABLE {quote(generation_variable(schema, name))} = {int(generation)}")
 
 
 def function_names(record_name: str, task: str) -> list[str]:
@@ -54,6 +85,10 @@ def result_type(record: ModelRecord) -> str:
     return f"STRUCT({fields})"
 
 
+def compiled(record: ModelRecord) -> compiler.CompiledModel:
+    return compiler.compile_record(record, families.get(record.model_type))
+
+
 class FunctionRegistry:
     """The UDFs registered on one DuckDB connection, and the macros in its database."""
 
@@ -64,23 +99,25 @@ class FunctionRegistry:
         self._created: set[str] = set()  # the UDFs this registry put on the database
 
     def runtime(self, record: ModelRecord) -> ModelRuntime:
+        """The onnxruntime scorer of a version (ML.EVALUATE and parity use it too)."""
         name = udf_name(record)
         if name not in self.runtimes:
-            self.register(record)
+            self.runtimes[name] = ModelRuntime(record, lambda: self._load(record))
         return self.runtimes[name]
 
-    def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> str:
-        """Register the version's UDF on this connection (no database change), scoring with
-        ``runtime`` if given (its session is then shared)."""
+    def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
+        """Register the UDF of a version scored by onnxruntime (no database change),
+        scoring with ``runtime`` if given (its session is then shared)."""
         name = udf_name(record)
-        if name in self.runtimes:
-            return name
-        if runtime is None:
-            runtime = ModelRuntime(record, lambda: self._load(record))
+        if runtime is not None:
+            self.runtimes.setdefault(name, runtime)
+        if inference(record) != ONNX or name in self._created:
+            return
+        scorer = self.runtime(record)
         params = [parameter_type(f.sql_type, f.kind) for f in record.features]
 
         def score(*columns: object) -> object:
-            return runtime(*columns)
+            return scorer(*columns)
 
         # DuckDB counts the Python function's parameters; give it one per feature.
         score.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -104,8 +141,6 @@ class FunctionRegistry:
             if "already" not in str(e):
                 raise
             # Another connection to this database registered the same (immutable) version.
-        self.runtimes[name] = runtime
-        return name
 
     def unregister(self, name: str) -> None:
         self.runtimes.pop(name, None)
@@ -124,29 +159,60 @@ class FunctionRegistry:
         for name in list(self.runtimes):
             self.unregister(name)
 
-    def call_sql(self, record: ModelRecord, arguments: list[str]) -> str:
-        """SQL calling the version's UDF; the result is the struct of output columns."""
-        return f"{quote(udf_name(record))}({', '.join(arguments)})"
+    # -- SQL ---------------------------------------------------------------------------------
+
+    def outputs_sql(self, record: ModelRecord, arguments: list[str]) -> list[str]:
+        """SQL of each output column (runtime.output_columns) for these argument values."""
+        if inference(record) == SQL:
+            model = compiled(record)
+            return model.outputs(model.raw(arguments))
+        call = f"{quote(udf_name(record))}({', '.join(arguments)})"
+        return [f"({call}).{quote(name)}" for name, _ in output_columns(record)]
+
+    def predict_sql(self, record: ModelRecord, data: str) -> str:
+        """ML.PREDICT over the query ``data``: the output columns first, then the input's."""
+        names = [name for name, _ in output_columns(record)]
+        if inference(record) == SQL:
+            return compiler.predict_sql(compiled(record), record.features, data, names)
+        self.register(record)
+        args = ", ".join(quote(f.name) for f in record.features)
+        call = f"{quote(udf_name(record))}({args})"
+        return (
+            "(SELECT __sqlml_out.*, * EXCLUDE (__sqlml_out) FROM "
+            f"(SELECT *, {call} AS __sqlml_out FROM ({data}) AS __sqlml_in) AS __sqlml_scored)"
+        )
 
     # -- macros (stored in the database; the caller holds the transaction) -----------------
 
     def create_macros(self, record: ModelRecord) -> None:
-        columns = [name for name, _ in output_columns(record)]
         features = record.features
         typed = [f"{quote(f.name)} {parameter_type(f.sql_type, f.kind)}" for f in features]
-        by_column = [quote(f.name) for f in features]
-        by_row = [f"row[{_string(f.name)}]" for f in features]
-        for function, column in zip(
-            function_names(record.name, record.task),
-            _macro_outputs(record.task, columns),
-            strict=False,
-        ):
+        by_column = self.outputs_sql(record, [quote(f.name) for f in features])
+        by_row = self.outputs_sql(record, [f"row[{_string(f.name)}]" for f in features])
+        # DuckDB expands a macro when a statement is bound and does not bind a prepared
+        # statement again when the macro changes unless the statement reads a table. So a
+        # prepared `SELECT m($1)` would keep scoring with the replaced model: the guard makes
+        # it fail instead, once this session has written a newer generation of the model.
+        variable = _string(generation_variable(record.schema, record.name))
+        generation = int(record.metadata["generation"])
+        stale = _string(
+            f"model {record.qualified} was replaced or dropped after this statement was "
+            "prepared; prepare it again"
+        )
+
+        def guarded(expr: str) -> str:
+            return (
+                f"(CASE WHEN coalesce(getvariable({variable}), 0) <= {generation} "
+                f"THEN {expr} ELSE error({stale}) END)"
+            )
+
+        for i, function in enumerate(function_names(record.name, record.task)):
             # Typed parameters win for column values; a whole row (a STRUCT) falls through
             # to the untyped overload, even for a model with a single feature.
             self.con.execute(
                 f"CREATE OR REPLACE MACRO {quote(record.schema)}.{quote(function)} "
-                f"({', '.join(typed)}) AS ({self.call_sql(record, by_column)}).{quote(column)}, "
-                f"(row) AS ({self.call_sql(record, by_row)}).{quote(column)}"
+                f"({', '.join(typed)}) AS {guarded(by_column[i])}, "
+                f"(row) AS {guarded(by_row[i])}"
             )
 
     def drop_macros(self, schema: str, name: str, task: str) -> None:
@@ -175,13 +241,6 @@ class FunctionRegistry:
                     f"{function} is already {where} function. Choose another model name"
                     + ("" if internal else f", or drop the existing {fn_type} first")
                 )
-
-
-def _macro_outputs(task: str, columns: list[str]) -> list[str]:
-    """Which output column each model function returns: the prediction, then the probs."""
-    if task == CLUSTERING:
-        return [columns[0]]
-    return columns
 
 
 def _string(text: str) -> str:

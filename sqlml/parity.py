@@ -8,6 +8,7 @@ refuses the model.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,52 @@ def _labels_agree(expected: np.ndarray, got: np.ndarray, scores: np.ndarray, rto
         tie = (top2[:, 1] - top2[:, 0]) <= rtol * (1.0 + np.abs(top2[:, 1]))
         same = same | tie
     return float(same.mean())
+
+
+def check_sql(
+    con: Any, model: Any, runtime: ModelRuntime, rows: pa.Table, float32: bool
+) -> dict[str, Any]:
+    """Compare the model compiled to SQL (run by DuckDB) with the ONNX model on ``rows``.
+    Returns the figure, with ``ok`` False on a disagreement."""
+    from sqlml.catalog import quote
+
+    record = runtime.record
+    view = f"__sqlml_parity_{uuid.uuid4().hex}"
+    raw = model.raw([quote(f.name) for f in record.features])
+    values = model.probabilities(raw) if record.task == CLASSIFICATION else raw
+    first = model.outputs(raw)[0]  # the label, centroid id or prediction
+    select = ", ".join(f"{v} AS v{i}" for i, v in enumerate(values))
+    con.register(view, rows)
+    try:
+        result = con.execute(f"SELECT {select}, {first} AS first FROM {quote(view)}").fetchall()
+    finally:
+        con.unregister(view)
+    got = np.array([row[:-1] for row in result], dtype=np.float64)
+    onnx = runtime.run([rows.column(f.name) for f in record.features])
+    rtol = TOLERANCE["float32" if float32 else "float64"]
+    labels_agree = None
+    if record.task == CLASSIFICATION:
+        expected = onnx["probabilities"]
+        labels = runtime.to_arrow(onnx).field(0).to_pylist()
+        labels_agree = _labels_agree(np.array(labels, dtype=object),
+                                     np.array([r[-1] for r in result], dtype=object),
+                                     expected, rtol)  # fmt: skip
+    elif record.task == CLUSTERING:
+        expected = onnx["distances"]
+        labels_agree = _labels_agree(onnx["label"] + 1, np.array([r[-1] for r in result]),
+                                     -expected, rtol)  # fmt: skip
+    else:
+        expected = onnx["prediction"].reshape(-1, 1)
+    diff = np.abs(expected - got)
+    # Distances near zero lose digits in onnxruntime's |x|^2 - 2x.c + |c|^2: compare them
+    # on the scale of the row's distances.
+    scale = 1.0 + np.abs(expected).max(axis=1, keepdims=True)
+    bad = int(np.sum(np.any(diff > rtol * scale, axis=1)))
+    return {
+        "ok": bad == 0 and labels_agree in (None, 1.0),
+        "rows": rows.num_rows,
+        "rows_differing": bad,
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "label_agreement": labels_agree,
+        "tolerance": rtol,
+    }

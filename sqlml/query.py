@@ -155,12 +155,7 @@ class QueryExpander:
             self.con, data, f"The input of ML.PREDICT(MODEL {record.qualified})"
         )
         self.check_input(record, columns, "ML.PREDICT")
-        call = self.functions.call_sql(record, [quote(f.name) for f in record.features])
-        self.functions.register(record)
-        return (
-            "(SELECT __sqlml_out.*, * EXCLUDE (__sqlml_out) FROM "
-            f"(SELECT *, {call} AS __sqlml_out FROM ({data}) AS __sqlml_in) AS __sqlml_scored)"
-        )
+        return self.functions.predict_sql(record, data)
 
     def evaluate(self, record: ModelRecord, data: str) -> dict[str, float | None]:
         what = f"The input of ML.EVALUATE(MODEL {record.qualified})"

@@ -19,9 +19,9 @@ import duckdb
 import numpy as np
 
 from sqlml.catalog import ModelRecord, quote, transaction
-from sqlml.errors import CatalogError, ModelExists, ModelNotFound, SchemaNotFound
+from sqlml.errors import CatalogError, ModelExists, ModelNotFound, ParityError, SchemaNotFound
 from sqlml.families import CLUSTERING
-from sqlml.functions import function_names, udf_name
+from sqlml.functions import function_names, set_generation, udf_name
 from sqlml.parser import CreateModel, DescribeModel, DropModel, Statement
 from sqlml.query import evaluate_table
 from sqlml.runtime import ModelRuntime
@@ -99,6 +99,10 @@ def create_model(connection: Connection, statement: Statement) -> None:
         evaluated = trained.eval_rows if len(trained.eval_rows) else trained.train_rows
         metadata["metrics"] = evaluate_table(runtime, trained.data.take(evaluated))
         metadata["evaluated_on"] = "held_out_rows" if len(trained.eval_rows) else "training_rows"
+    if plan.family.parameters is not None:
+        metadata["parameters"] = plan.family.parameters(trained.estimator)
+    with connection.console.phase("choosing inference"):
+        metadata["inference"] = _choose_inference(con, plan, record, runtime, rows)
     metadata["training"]["seconds"] = round(time.perf_counter() - started, 3)
 
     with connection.console.phase("storing"):
@@ -116,10 +120,44 @@ def create_model(connection: Connection, statement: Statement) -> None:
         except BaseException:
             connection.functions.unregister(udf)
             raise
+        set_generation(con, record.schema, record.name, metadata["generation"])
         if existing is not None:
             # Callers switch to the new version through the macros; nothing may keep
             # scoring with the old one.
             connection.functions.unregister(udf_name(existing))
+
+
+def _choose_inference(
+    con: duckdb.DuckDBPyConnection,
+    plan: Any,
+    record: ModelRecord,
+    runtime: ModelRuntime,
+    rows: Any,
+) -> dict[str, Any]:
+    """'sql' when the family compiles to SQL, it pays, and the SQL agrees with ONNX."""
+    from sqlml import compiler, parity
+
+    wanted = plan.options["inference"]
+    family = plan.family
+    if wanted == "onnx":
+        return {"path": "onnx", "reason": "inference = 'onnx'"}
+    if family.compile_sql is None:
+        return {"path": "onnx", "reason": f"{family.model_type} has no SQL form"}
+    if wanted == "auto" and not family.sql_pays(record.metadata["parameters"]):
+        return {"path": "onnx", "reason": "an ensemble this large scores faster in onnxruntime"}
+    model = compiler.compile_record(record, family)
+    figure = parity.check_sql(con, model, runtime, rows, family.float32)
+    if not figure.pop("ok"):
+        if wanted == "sql":
+            raise ParityError(
+                f"The SQL form of model {record.qualified} disagrees with its ONNX form on "
+                f"{figure['rows_differing']} of {figure['rows']} sample rows (largest "
+                f"difference {figure['max_abs_diff']:.3g}); the model was not stored. Use "
+                "inference = 'onnx', and please report this with the training query"
+            )
+        return {"path": "onnx", "reason": "its SQL form disagreed with ONNX", "parity": figure}
+    reason = "inference = 'sql'" if wanted == "sql" else "plain SQL scores faster"
+    return {"path": "sql", "reason": reason, "parity": figure}
 
 
 def drop_model(connection: Connection, statement: Statement) -> None:
@@ -139,6 +177,7 @@ def drop_model(connection: Connection, statement: Statement) -> None:
     except duckdb.Error as e:
         raise CatalogError(f"Dropping model {record.qualified} failed: {e}") from e
     connection.functions.unregister_model(record.schema, record.name)
+    set_generation(connection.duckdb, record.schema, record.name, time.time_ns() // 1000)
 
 
 def describe_model_sql(connection: Connection, statement: Statement) -> str:
@@ -189,6 +228,10 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
         ("onnx", "sha256", record.onnx_sha256),
     ]
     rows += [("parity", key, value) for key, value in meta["parity"].items()]
+    chosen = meta.get("inference", {"path": "onnx"})
+    rows.append(("inference", "path", chosen["path"]))
+    rows.append(("inference", "reason", chosen.get("reason")))
+    rows += [("inference", f"sql_{k}", v) for k, v in chosen.get("parity", {}).items()]
     values = ", ".join(f"({_string(s)}, {_string(n)}, {_string(_text(v))})" for s, n, v in rows)
     return f"SELECT * FROM (VALUES {values}) AS describe_model(section, name, value)"
 
@@ -207,6 +250,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, schema: str) -> None:
 
 def _metadata(plan: Any, trained: Any, version: int) -> dict[str, Any]:
     estimator = trained.estimator
+    created = datetime.now(UTC)
     meta: dict[str, Any] = {
         "format_version": 1,
         "schema": plan.schema,
@@ -220,7 +264,9 @@ def _metadata(plan: Any, trained: Any, version: int) -> dict[str, Any]:
         "features": [f.to_dict() for f in trained.features],
         "classes": trained.classes,
         "key_metric": plan.family.key_metric,
-        "created_at": datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" "),
+        "created_at": created.replace(tzinfo=None).isoformat(sep=" "),
+        # Microseconds since the epoch: orders every version ever made of a model name.
+        "generation": int(created.timestamp() * 1_000_000),
         "training": {
             "sql": plan.training_sql,
             "rows_read": trained.rows_read,

@@ -10,6 +10,7 @@ import pytest
 
 import sqlml
 from sqlml import onnx_export, parity
+from sqlml.functions import udf_name
 from tests.conftest import snapshot
 
 CREATE_MASS = """CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
@@ -231,8 +232,9 @@ def test_probs_function_name_taken(con):
     )
 
 
-def test_failure_during_replace_keeps_previous_version(con, monkeypatch):
-    con.sql(CREATE_MASS)
+@pytest.mark.parametrize("inference", ["sql", "onnx"])
+def test_failure_during_replace_keeps_previous_version(con, monkeypatch, inference):
+    con.sql(CREATE_MASS.replace("['body_mass_g']", f"['body_mass_g'], inference = '{inference}'"))
     expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
 
     def broken_storage(*args, **kwargs):
@@ -250,14 +252,15 @@ def test_failure_during_replace_keeps_previous_version(con, monkeypatch):
     monkeypatch.undo()
     assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
     assert con.sql("SELECT version FROM (SHOW MODELS)").fetchall() == [(1,)]
-    # No UDF of the failed version 2 is left behind.
+    # No UDF of the failed version 2 is left behind (models scored in SQL have none).
     names = [
         r[0]
         for r in con.sql(
             "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE '__sqlml%'"
         ).fetchall()
     ]
-    assert names == [n for n in names if n.endswith("_v1")] and names
+    expected_udfs = [udf_name(con.catalog.current("main", "mass"))] if inference == "onnx" else []
+    assert names == expected_udfs
 
 
 def test_onnx_that_disagrees_is_refused(con, monkeypatch):

@@ -50,6 +50,14 @@ class Family:
     float32: bool = False
     # BigQuery ML options this family knows of but sqlml cannot honour, with the reason.
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    # The fitted estimator's parameters as JSON (stored with the model; the SQL compiler
+    # and the explanations read them).
+    parameters: Callable[[Any], dict[str, Any]] | None = None
+    # The model as SQL (see compiler.py): (parameters, features) -> raw scores from feature
+    # arguments, and the link from raw scores to probabilities. None: ONNX only.
+    compile_sql: Callable[[Mapping[str, Any], list[Any]], tuple[Any, str | None]] | None = None
+    # Whether SQL beats onnxruntime for these parameters (trees: only small ensembles).
+    sql_pays: Callable[[Mapping[str, Any]], bool] = lambda parameters: True
 
     @property
     def key_metric(self) -> str:
@@ -123,6 +131,17 @@ CLUSTERING_OPTIONS: tuple[Option, ...] = (
     Option("model_type", "str", help="the model family"),
     Option("random_seed", "int", 0, "seed for the estimator", minimum=0),
 )
+
+INFERENCE_OPTION = Option(
+    "inference",
+    "str",
+    "auto",
+    "how the model scores: 'sql' (plain DuckDB SQL), 'onnx' (onnxruntime), or 'auto': the "
+    "faster of the two",
+    choices=("auto", "sql", "onnx"),
+)
+SUPERVISED_OPTIONS += (INFERENCE_OPTION,)
+CLUSTERING_OPTIONS += (INFERENCE_OPTION,)
 
 
 def common_options(task: str) -> tuple[Option, ...]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sqlml.errors import DataError
 from sqlml.families import (
@@ -15,6 +17,9 @@ from sqlml.families import (
     register,
 )
 from sqlml.options import Option
+
+if TYPE_CHECKING:
+    from sqlml.features import Feature
 
 _OPTIONS = (
     *CLUSTERING_OPTIONS,
@@ -66,6 +71,40 @@ def build_kmeans(options: Mapping[str, Any], ctx: FitContext) -> Any:
     )
 
 
+def kmeans_parameters(estimator: Any) -> dict[str, Any]:
+    return {"centroids": np.asarray(estimator.cluster_centers_, dtype=float).tolist()}
+
+
+def compile_kmeans(
+    parameters: Mapping[str, Any], features: list[Feature]
+) -> tuple[Callable[[list[str]], list[str]], None]:
+    """Euclidean distance to each centroid. A one-hot block contributes
+    sum_j (onehot_j - c_j)^2, which is sum_j c_j^2 - c_m^2 + (1 - c_m)^2 for category m."""
+    from sqlml import compiler
+    from sqlml.features import CATEGORICAL
+
+    def raw(args: list[str]) -> list[str]:
+        distances = []
+        for centroid in parameters["centroids"]:
+            terms, position = [], 0
+            for feature, arg in zip(features, args, strict=True):
+                block = centroid[position : position + feature.width]
+                position += feature.width
+                if feature.kind == CATEGORICAL:
+                    base = sum(c * c for c in block)
+                    per_category = [base - c * c + (1 - c) ** 2 for c in block]
+                    terms.append(
+                        compiler.category_case(arg, per_category, feature.categories, unseen=base)
+                    )
+                else:
+                    for value, c in zip(compiler.numeric_values(feature, arg), block, strict=True):
+                        terms.append(f"pow({value} - {compiler.number(c)}, 2)")
+            distances.append(f"sqrt({' + '.join(terms)})")
+        return distances
+
+    return raw, None
+
+
 register(
     Family(
         model_type="kmeans",
@@ -74,6 +113,8 @@ register(
         options=_OPTIONS,
         build=build_kmeans,
         standardize=lambda options: options["standardize_features"],
+        parameters=kmeans_parameters,
+        compile_sql=compile_kmeans,
         unsupported={
             "input_label_cols": "kmeans is unsupervised and takes no label; remove it",
             "kmeans_init_col": "custom initial centroids are not supported yet",

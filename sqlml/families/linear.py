@@ -8,8 +8,10 @@ option means the same thing whichever solver runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sqlml.errors import OptionError
 from sqlml.families import (
@@ -23,6 +25,9 @@ from sqlml.families import (
     register,
 )
 from sqlml.options import Option
+
+if TYPE_CHECKING:
+    from sqlml.features import Feature
 
 _COMMON = (
     Option("l1_reg", "float", 0.0, "L1 regularization (sum-of-losses scale)", minimum=0.0),
@@ -152,6 +157,34 @@ def build_logistic_reg(options: Mapping[str, Any], ctx: FitContext) -> Any:
     )
 
 
+def linear_parameters(estimator: Any) -> dict[str, Any]:
+    """coef (one row per score) and intercept, and how classifier scores become
+    probabilities in skl2onnx's graph for this estimator."""
+    from sqlml import compiler
+
+    coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float))
+    intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=float))
+    link = None
+    if hasattr(estimator, "classes_"):
+        sgd = type(estimator).__name__ == "SGDClassifier"
+        if len(estimator.classes_) == 2:
+            link = compiler.LOGIT if sgd else compiler.LOGISTIC_PAIR
+        else:
+            link = compiler.OVR if sgd else compiler.SOFTMAX
+    return {"coef": coef.tolist(), "intercept": intercept.tolist(), "link": link}
+
+
+def compile_linear(
+    parameters: Mapping[str, Any], features: list[Feature]
+) -> tuple[Callable[[list[str]], list[str]], str | None]:
+    from sqlml import compiler
+
+    def raw(args: list[str]) -> list[str]:
+        return compiler.linear_scores(features, args, parameters["coef"], parameters["intercept"])
+
+    return raw, parameters["link"]
+
+
 register(
     Family(
         model_type="linear_reg",
@@ -161,6 +194,8 @@ register(
         build=build_linear_reg,
         standardize=lambda options: True,
         unsupported=_UNSUPPORTED,
+        parameters=linear_parameters,
+        compile_sql=compile_linear,
     )
 )
 
@@ -172,6 +207,8 @@ register(
         options=SUPERVISED_OPTIONS + _COMMON,
         build=build_logistic_reg,
         standardize=lambda options: True,
+        parameters=linear_parameters,
+        compile_sql=compile_linear,
         unsupported={
             **_UNSUPPORTED,
             "auto_class_weights": "class weights are not supported yet",

@@ -7,8 +7,10 @@ and min_split_loss). Random forests use RandomForest*.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sqlml.errors import OptionError
 from sqlml.families import (
@@ -22,6 +24,14 @@ from sqlml.families import (
     register,
 )
 from sqlml.options import Option
+
+if TYPE_CHECKING:
+    from sqlml.features import Feature
+
+# Trees written as nested CASE cost DuckDB a branch per node and row, where onnxruntime's
+# tree walk is cheaper: only ensembles this small (internal nodes x outputs) go to SQL by
+# default. Measured by benchmarks/predict.py (see benchmarks/README.md).
+SQL_TREE_NODES = 64
 
 _TREE_SHAPE = (
     Option("max_tree_depth", "int", 6, "maximum depth of each tree", minimum=1, maximum=100),
@@ -205,6 +215,147 @@ def _build_forest(options: Mapping[str, Any], ctx: FitContext, classifier: bool)
     )
 
 
+def tree_parameters(estimator: Any) -> dict[str, Any]:
+    """Every tree of the ensemble as arrays, with how the trees combine:
+    raw[o] = base[o] + scale * sum of the values of the trees feeding output o, then the
+    link (see compiler.py). ``cover`` is the number of training rows through each node."""
+    from sqlml import compiler
+
+    kind = type(estimator).__name__
+    classifier = hasattr(estimator, "classes_")
+    n_classes = len(estimator.classes_) if classifier else 1
+    trees: list[dict[str, Any]] = []
+    if kind.startswith("HistGradientBoosting"):
+        for iteration in estimator._predictors:
+            for k, predictor in enumerate(iteration):
+                nodes = predictor.nodes
+                trees.append(
+                    _tree(
+                        nodes["feature_idx"], nodes["num_threshold"], nodes["left"],
+                        nodes["right"], nodes["is_leaf"].astype(bool),
+                        nodes["value"].reshape(-1, 1), nodes["count"], [k],
+                    )
+                )  # fmt: skip
+        base = np.asarray(estimator._baseline_prediction, dtype=float).ravel().tolist()
+        scale = 1.0  # leaf values include the learning rate
+    elif kind.startswith("RandomForest"):
+        for member in estimator.estimators_:
+            t = member.tree_
+            values = t.value[:, 0, :]
+            if classifier:
+                values = values / np.maximum(values.sum(axis=1, keepdims=True), 1e-300)
+            outputs = list(range(n_classes)) if classifier else [0]
+            trees.append(
+                _tree(
+                    t.feature, t.threshold, t.children_left, t.children_right,
+                    t.children_left == -1, values, t.n_node_samples, outputs,
+                )
+            )  # fmt: skip
+        base = [0.0] * (n_classes if classifier else 1)
+        scale = 1.0 / len(estimator.estimators_)
+    else:  # exact GradientBoosting*
+        for row in estimator.estimators_:
+            for k, member in enumerate(row):
+                t = member.tree_
+                trees.append(
+                    _tree(
+                        t.feature, t.threshold, t.children_left, t.children_right,
+                        t.children_left == -1, t.value[:, 0, :1], t.n_node_samples, [k],
+                    )
+                )  # fmt: skip
+        scale = float(estimator.learning_rate)
+        # The initial raw score: what the model predicts at a point, minus its trees there.
+        origin = np.zeros((1, estimator.n_features_in_))
+        raw = estimator.decision_function(origin) if classifier else estimator.predict(origin)
+        raw = np.atleast_1d(np.asarray(raw, dtype=float).ravel())
+        base = [
+            float(raw[k] - scale * sum(_walk(t, origin[0]) for t in trees if t["outputs"] == [k]))
+            for k in range(len(raw))
+        ]
+    link = None
+    if classifier:
+        if kind.startswith("RandomForest"):
+            link = compiler.PROBABILITIES
+        else:
+            link = compiler.LOGIT if n_classes == 2 else compiler.SOFTMAX
+    return {"trees": trees, "base": base, "scale": scale, "link": link}
+
+
+def _tree(
+    feature: Any, threshold: Any, left: Any, right: Any, leaf: Any, values: Any, cover: Any,
+    outputs: list[int],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "feature": [int(v) for v in feature],
+        "threshold": [float(v) for v in threshold],
+        "left": [int(v) for v in left],
+        "right": [int(v) for v in right],
+        "leaf": [bool(v) for v in leaf],
+        "value": np.asarray(values, dtype=float).tolist(),
+        "cover": [float(v) for v in cover],
+        "outputs": outputs,
+    }
+
+
+def _walk(tree: Mapping[str, Any], row: np.ndarray, output: int = 0) -> float:
+    node = 0
+    while not tree["leaf"][node]:
+        go_left = row[tree["feature"][node]] <= tree["threshold"][node]
+        node = tree["left"][node] if go_left else tree["right"][node]
+    return tree["value"][node][output]
+
+
+def tree_sql_pays(parameters: Mapping[str, Any]) -> bool:
+    nodes = sum((len(t["leaf"]) - sum(t["leaf"])) * len(t["outputs"]) for t in parameters["trees"])
+    return nodes <= SQL_TREE_NODES
+
+
+def compile_trees(
+    parameters: Mapping[str, Any], features: list[Feature]
+) -> tuple[Callable[[list[str]], list[str]], str | None]:
+    """Each tree as nested CASE over the preprocessed features. Trees split float32 values
+    (what onnxruntime sees), so each value is cast to FLOAT before it is compared."""
+    from sqlml import compiler
+    from sqlml.features import CATEGORICAL
+
+    def raw(args: list[str]) -> list[str]:
+        columns = compiler.columns(features, args)
+
+        def condition(column: int, threshold: float) -> str:
+            feature, arg, index = columns[column]
+            if feature.kind == CATEGORICAL:  # one-hot: 1 for this category, else 0
+                if threshold >= 1.0:
+                    return "true"
+                if threshold < 0.0:
+                    return "false"
+                test = compiler.category_test(arg, feature.categories[index])
+                return f"NOT coalesce({test}, false)"
+            value = compiler.numeric_values(feature, arg)[index]
+            return f"CAST({value} AS FLOAT) <= {compiler.number(threshold)}"
+
+        def node_sql(tree: Mapping[str, Any], node: int, output: int) -> str:
+            if tree["leaf"][node]:
+                return compiler.number(tree["value"][node][output])
+            test = condition(tree["feature"][node], tree["threshold"][node])
+            left = node_sql(tree, tree["left"][node], output)
+            right = node_sql(tree, tree["right"][node], output)
+            return f"(CASE WHEN {test} THEN {left} ELSE {right} END)"
+
+        scores = []
+        for o, base in enumerate(parameters["base"]):
+            parts = [
+                node_sql(tree, 0, tree["outputs"].index(o))
+                for tree in parameters["trees"]
+                if o in tree["outputs"]
+            ]
+            total = " + ".join(parts) if parts else "0e0"
+            scale = compiler.number(parameters["scale"])
+            scores.append(f"({compiler.number(base)} + {scale} * ({total}))")
+        return scores
+
+    return raw, parameters["link"]
+
+
 for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")):
     _classifier = _task == CLASSIFICATION
     register(
@@ -217,6 +368,9 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             standardize=lambda options: False,
             float32=True,
             unsupported=_UNSUPPORTED,
+            parameters=tree_parameters,
+            compile_sql=compile_trees,
+            sql_pays=tree_sql_pays,
         )
     )
     register(
@@ -237,5 +391,8 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
                 "early_stop": "random forests train a fixed number of trees",
                 "min_rel_progress": "random forests train a fixed number of trees",
             },
+            parameters=tree_parameters,
+            compile_sql=compile_trees,
+            sql_pays=tree_sql_pays,
         )
     )

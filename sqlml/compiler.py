@@ -1,0 +1,258 @@
+"""Models as plain DuckDB SQL.
+
+A model family that can be written as SQL gives, from its fitted parameters, the *raw
+scores* of a row as SQL expressions over the feature arguments (``Family.compile_sql``):
+a regression value, a linear score per class, class probabilities, distances to
+centroids. This module writes the preprocessing those expressions start from and the
+output columns they end in, so that the SQL computes what the ONNX graph computes:
+
+- the same preprocessing (NULL/NaN to the mean, standardization, one-hot, date parts),
+- the same link functions (skl2onnx's logistic pair, softmax),
+- the same tie-breaking (the first class or centroid wins).
+
+DuckDB then scores with its own vectorized, multi-threaded engine, and the model works
+from any DuckDB client, with no Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlml.catalog import quote
+from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, Feature, type_id
+
+# How the raw scores of a classifier become probabilities.
+LOGISTIC_PAIR = "logistic_pair"  # one linear score z: skl2onnx's [sigmoid(-z), sigmoid(z)] / sum
+LOGIT = "logit"  # one score z: [1 - sigmoid(z), sigmoid(z)]
+SOFTMAX = "softmax"  # one score per class
+OVR = "ovr"  # one score per class, each through a sigmoid, then normalized (SGD one-vs-rest)
+PROBABILITIES = "probabilities"  # already one probability per class
+
+
+def number(value: float) -> str:
+    """A DOUBLE literal that reads back as exactly ``value``."""
+    if math.isnan(value):
+        return "'NaN'::DOUBLE"
+    if math.isinf(value):
+        return "'Infinity'::DOUBLE" if value > 0 else "'-Infinity'::DOUBLE"
+    text = repr(float(value))
+    return text if "e" in text else text + "e0"  # an exponent makes DuckDB read a DOUBLE
+
+
+def string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def literal(value: Any, sql_type: str) -> str:
+    """A label value as a SQL literal of the label's type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"CAST({value} AS {sql_type})"
+    return f"CAST({string(str(value))} AS {sql_type})"
+
+
+# -- preprocessing -----------------------------------------------------------------------------
+
+
+def numeric_values(feature: Feature, arg: str) -> list[str]:
+    """The preprocessed numeric input columns of a numeric or date/time feature."""
+    kind = feature.kind
+    raw = _datetime_parts(feature, arg) if kind == DATETIME else [f"CAST({arg} AS DOUBLE)"]
+    values = []
+    for i, value in enumerate(raw):
+        mean = number(feature.means[i])
+        imputed = f"(CASE WHEN {value} IS NULL OR isnan({value}) THEN {mean} ELSE {value} END)"
+        if feature.scales is not None:
+            imputed = f"(({imputed} - {mean}) / {number(feature.scales[i])})"
+        values.append(imputed)
+    return values
+
+
+def category_value(arg: str) -> str:
+    """A categorical argument as the string the model compares (booleans as 'true'/'false')."""
+    return f"CAST({arg} AS VARCHAR)"
+
+
+def category_test(arg: str, category: str | None) -> str:
+    """Whether the row's value is this category (the one-hot column is 1)."""
+    value = category_value(arg)
+    return f"{value} IS NULL" if category is None else f"{value} = {string(category)}"
+
+
+def category_case(
+    arg: str,
+    weights: Sequence[float],
+    categories: Sequence[str | None],
+    unseen: float = 0.0,
+) -> str:
+    """A number per category of a categorical feature (its one-hot block dotted with
+    ``weights``), ``unseen`` for a value never seen in training."""
+    branches = [
+        f"WHEN {category_test(arg, category)} THEN {number(weight)}"
+        for category, weight in zip(categories, weights, strict=True)
+    ]
+    return f"(CASE {' '.join(branches)} ELSE {number(unseen)} END)"
+
+
+def _datetime_parts(feature: Feature, arg: str) -> list[str]:
+    tid = type_id(feature.sql_type)
+    if tid in DATE_TYPES:
+        moment = f"CAST({arg} AS DATE)"
+        epoch = f"(epoch({moment}) / 86400e0)"
+    elif tid == "timestamp with time zone":
+        moment = f"timezone('UTC', CAST({arg} AS TIMESTAMPTZ))"  # parts in UTC
+        epoch = f"epoch({moment})"
+    else:
+        moment = f"CAST({arg} AS TIMESTAMP)"
+        epoch = f"epoch({moment})"
+    parts = {
+        "unix_days": epoch,
+        "unix_seconds": epoch,
+        "year": f"year({moment})",
+        "month": f"month({moment})",
+        "day": f"day({moment})",
+        "day_of_week": f"isodow({moment})",
+        "day_of_year": f"dayofyear({moment})",
+        "hour": f"hour({moment})",
+        "minute": f"minute({moment})",
+        "second": f"second({moment})",
+    }
+    return [f"CAST({parts[p]} AS DOUBLE)" for p in feature.parts]
+
+
+def columns(features: list[Feature], args: list[str]) -> list[tuple[Feature, str, int]]:
+    """Each model matrix column as (feature, argument, index within the feature)."""
+    return [(f, a, i) for f, a in zip(features, args, strict=True) for i in range(f.width)]
+
+
+def linear_scores(
+    features: list[Feature], args: list[str], coef: list[list[float]], intercept: list[float]
+) -> list[str]:
+    """intercept + coef . x for each row of ``coef``, x the model matrix row."""
+    scores = []
+    for weights, bias in zip(coef, intercept, strict=True):
+        terms, position = [], 0
+        for feature, arg in zip(features, args, strict=True):
+            block = weights[position : position + feature.width]
+            position += feature.width
+            if feature.kind == CATEGORICAL:
+                terms.append(category_case(arg, block, feature.categories))
+            else:
+                for value, weight in zip(numeric_values(feature, arg), block, strict=True):
+                    terms.append(f"{value} * {number(weight)}")
+        scores.append(f"(({' + '.join(terms)}) + {number(bias)})")
+    return scores
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CompiledModel:
+    """The SQL of a model: raw scores from feature arguments, output columns from scores."""
+
+    raw: Callable[[list[str]], list[str]]
+    link: str | None
+    task: str
+    classes: list[Any] | None
+    label_type: str | None
+
+    def probabilities(self, raw: list[str]) -> list[str]:
+        if self.link == LOGISTIC_PAIR:
+            [z] = raw
+            up, down = f"(1e0 / (1e0 + exp(-{z})))", f"(1e0 / (1e0 + exp({z})))"
+            return [f"({down} / ({down} + {up}))", f"({up} / ({down} + {up}))"]
+        if self.link == LOGIT:
+            [z] = raw
+            p = f"(1e0 / (1e0 + exp(-{z})))"
+            return [f"(1e0 - {p})", p]
+        if self.link == SOFTMAX:
+            top = f"greatest({', '.join(raw)})"
+            exps = [f"exp({z} - {top})" for z in raw]
+            total = f"({' + '.join(exps)})"
+            return [f"({e} / {total})" for e in exps]
+        if self.link == OVR:
+            ps = [f"(1e0 / (1e0 + exp(-{z})))" for z in raw]
+            total = f"({' + '.join(ps)})"
+            return [f"({p} / {total})" for p in ps]
+        return raw
+
+    def outputs(self, raw: list[str]) -> list[str]:
+        """The expressions of the columns ML.PREDICT adds (runtime.output_columns order)."""
+        if self.task == CLUSTERING:
+            ids = list(range(1, len(raw) + 1))
+            nearest = _first_best(raw, [str(i) for i in ids], smallest=True)
+            pairs = ", ".join(f"{{'d': {d}, 'id': {i}}}" for d, i in zip(raw, ids, strict=True))
+            ranked = (
+                f"list_transform(list_sort([{pairs}]), "
+                "lambda p: {'centroid_id': p.id::BIGINT, 'distance': p.d})"
+            )
+            return [f"CAST({nearest} AS BIGINT)", ranked]
+        if self.task == CLASSIFICATION:
+            assert self.classes is not None and self.label_type is not None
+            labels = [literal(c, self.label_type) for c in self.classes]
+            probs = self.probabilities(raw)
+            if self.link == LOGISTIC_PAIR:  # skl2onnx takes the argmax of (-z, z)
+                label = f"(CASE WHEN {raw[0]} > 0e0 THEN {labels[1]} ELSE {labels[0]} END)"
+            elif self.link == SOFTMAX:
+                label = _first_best(raw, labels, smallest=False)
+            else:
+                label = _first_best(probs, labels, smallest=False)
+            items = ", ".join(
+                f"{{'label': {c}, 'prob': {p}}}" for c, p in zip(labels, probs, strict=True)
+            )
+            return [label, f"[{items}]"]
+        return raw
+
+
+def _first_best(values: list[str], results: list[str], *, smallest: bool) -> str:
+    """The result of the first value that is largest (or smallest), like ArgMax/ArgMin."""
+    if len(values) == 1:
+        return results[0]
+    op = "<=" if smallest else ">="
+    branches = []
+    for i, value in enumerate(values[:-1]):
+        rest = values[i + 1 :]
+        test = " AND ".join(f"{value} {op} {other}" for other in rest)
+        branches.append(f"WHEN {test} THEN {results[i]}")
+    return f"(CASE {' '.join(branches)} ELSE {results[-1]} END)"
+
+
+def macro_body(compiled: CompiledModel, args: list[str], output: int) -> str:
+    """One output column, inline, for a model function."""
+    return compiled.outputs(compiled.raw(args))[output]
+
+
+def predict_sql(
+    compiled: CompiledModel, features: list[Feature], data: str, names: list[str]
+) -> str:
+    """ML.PREDICT as two projections: the raw scores once per row, then the outputs."""
+    raw = compiled.raw([quote(f.name) for f in features])
+    refs = [f"__sqlml_raw{i}" for i in range(len(raw))]
+    scored = ", ".join(f"{expr} AS {ref}" for expr, ref in zip(raw, refs, strict=True))
+    outputs = ", ".join(
+        f"{expr} AS {quote(name)}" for expr, name in zip(compiled.outputs(refs), names, strict=True)
+    )
+    return (
+        f"(SELECT {outputs}, * EXCLUDE ({', '.join(refs)}) FROM "
+        f"(SELECT *, {scored} FROM ({data}) AS __sqlml_in) AS __sqlml_scored)"
+    )
+
+
+def compile_record(record: Any, family: Any) -> CompiledModel:
+    """The SQL of a stored model version, from the parameters kept in its metadata."""
+    meta = record.metadata
+    raw, link = family.compile_sql(meta["parameters"], record.features)
+    label = meta.get("label") or {}
+    return CompiledModel(
+        raw=raw,
+        link=link,
+        task=meta["task"],
+        classes=meta.get("classes"),
+        label_type=label.get("output_type"),
+    )

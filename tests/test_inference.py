@@ -1,0 +1,218 @@
+"""Models scored as plain SQL against the same models scored by onnxruntime: equal outputs
+for every family (with NULLs, NaN and unseen categories), usable from bare DuckDB, never
+stale after CREATE OR REPLACE."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import numpy as np
+import pytest
+
+import sqlml
+from tests.conftest import load_penguins
+
+PROBE = """
+CREATE TABLE probe AS
+SELECT * FROM penguins
+UNION ALL SELECT 'Adelie', NULL, NULL, 18.0, 190, 4000, NULL, 2008
+UNION ALL SELECT 'Gentoo', 'Atlantis', 45.0, 'NaN'::DOUBLE, NULL, 5000, 'other', NULL
+UNION ALL SELECT NULL, 'Dream', 'NaN'::DOUBLE, NULL, 230, NULL, 'female', 2030
+"""
+
+CASES = {
+    "linear_reg": ("linear_reg", "body_mass_g", ""),
+    "linear_reg_sgd": (
+        "linear_reg",
+        "body_mass_g",
+        ", optimize_strategy = 'batch_gradient_descent', max_iterations = 20",
+    ),
+    "logistic_multiclass": ("logistic_reg", "species", ", l2_reg = 1"),
+    "logistic_binary": ("logistic_reg", "sex", ""),
+    "logistic_sgd_binary": (
+        "logistic_reg",
+        "sex",
+        ", optimize_strategy = 'batch_gradient_descent', max_iterations = 20",
+    ),
+    "logistic_sgd_multiclass": (
+        "logistic_reg",
+        "species",
+        ", optimize_strategy = 'batch_gradient_descent', max_iterations = 20",
+    ),
+    "kmeans": ("kmeans", None, ", num_clusters = 4"),
+    "boosted_regressor": ("boosted_tree_regressor", "body_mass_g", ", max_iterations = 5"),
+    "boosted_binary": ("boosted_tree_classifier", "sex", ", max_iterations = 5"),
+    "boosted_multiclass": ("boosted_tree_classifier", "species", ", max_iterations = 4"),
+    "boosted_exact": (
+        "boosted_tree_classifier",
+        "species",
+        ", max_iterations = 3, subsample = 0.8, max_tree_depth = 3",
+    ),
+    "forest_regressor": (
+        "random_forest_regressor",
+        "flipper_length_mm",
+        ", num_parallel_tree = 4, max_tree_depth = 5",
+    ),
+    "forest_classifier": (
+        "random_forest_classifier",
+        "island",
+        ", num_parallel_tree = 4, max_tree_depth = 5",
+    ),
+}
+FLOAT32 = {"boosted", "forest"}
+
+
+def train(con: sqlml.Connection, name: str, case: str, inference: str) -> None:
+    model_type, label, extra = CASES[case]
+    options = f"model_type = '{model_type}', inference = '{inference}'{extra}"
+    if label:
+        options += f", input_label_cols = ['{label}']"
+    con.sql(f"CREATE OR REPLACE MODEL {name} OPTIONS ({options}) AS SELECT * FROM penguins")
+
+
+def path(con: sqlml.Connection, model: str) -> str:
+    rows = con.sql(f"DESCRIBE MODEL {model}").fetchall()
+    return next(v for s, n, v in rows if (s, n) == ("inference", "path"))
+
+
+def assert_same(sql_rows: list, onnx_rows: list, rtol: float) -> None:
+    assert len(sql_rows) == len(onnx_rows)
+    for a, b in zip(sql_rows, onnx_rows, strict=True):
+        flat_a, flat_b = _flatten(a), _flatten(b)
+        numbers = [(x, y) for x, y in zip(flat_a, flat_b, strict=True) if isinstance(x, float)]
+        others = [(x, y) for x, y in zip(flat_a, flat_b, strict=True) if not isinstance(x, float)]
+        assert all(x == y for x, y in others), (a, b)
+        if numbers:
+            got, want = np.array(numbers).T
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+
+
+def _flatten(value: object) -> list:
+    if isinstance(value, tuple | list):
+        return [item for v in value for item in _flatten(v)]
+    if isinstance(value, dict):
+        return [item for v in value.values() for item in _flatten(v)]
+    return [value]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sql_scores_like_onnx(con, case):
+    con.sql(PROBE)
+    train(con, "fast", case, "sql")
+    train(con, "reference", case, "onnx")
+    assert (path(con, "fast"), path(con, "reference")) == ("sql", "onnx")
+    rtol = 1e-5 if any(case.startswith(f) for f in FLOAT32) else 1e-9
+
+    fast = con.sql("SELECT * FROM ML.PREDICT(MODEL fast, TABLE probe)").fetchall()
+    reference = con.sql("SELECT * FROM ML.PREDICT(MODEL reference, TABLE probe)").fetchall()
+    assert_same(fast, reference, rtol)
+    assert len(fast) == 347
+
+    functions = ["fast(p)", "reference(p)"]
+    if CASES[case][0].endswith("classifier") or CASES[case][0] == "logistic_reg":
+        functions += ["fast_probs(p)", "reference_probs(p)"]
+    rows = con.sql(f"SELECT {', '.join(functions)} FROM probe p").fetchall()
+    for row in rows:
+        assert_same([row[0::2]], [row[1::2]], rtol)
+        assert None not in row  # NULLs, NaN and unseen values still score
+
+
+def test_auto_picks_sql_for_linear_models_and_small_trees(con):
+    for model, options, expected in [
+        ("a", "model_type = 'linear_reg', input_label_cols = ['body_mass_g']", "sql"),
+        ("b", "model_type = 'logistic_reg', input_label_cols = ['species']", "sql"),
+        ("c", "model_type = 'kmeans'", "sql"),
+        ("d", "model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g']", "onnx"),
+        (
+            "e",
+            "model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'], "
+            "max_iterations = 3, max_tree_depth = 2",
+            "sql",
+        ),
+        ("f", "model_type = 'random_forest_classifier', input_label_cols = ['species']", "onnx"),
+    ]:
+        con.sql(f"CREATE MODEL {model} OPTIONS ({options}) AS SELECT * FROM penguins")
+        assert path(con, model) == expected, model
+
+
+def test_models_in_sql_run_in_bare_duckdb(db_path):
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(PROBE)
+        for name, case in [
+            ("mass", "linear_reg"),
+            ("kind", "logistic_multiclass"),
+            ("groups", "kmeans"),
+            ("tiny", "boosted_binary"),
+        ]:
+            train(con, name, case, "sql")
+        con.sql(
+            "CREATE MODEL heavy OPTIONS (model_type = 'boosted_tree_regressor', "
+            "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+        )
+        query = "SELECT mass(p), kind(p), kind_probs(p), groups(p), tiny(p) FROM probe p"
+        expected = con.sql(query).fetchall()
+    script = textwrap.dedent(
+        f"""
+        import json, sys, duckdb
+        con = duckdb.connect({str(db_path)!r}, read_only=True)
+        rows = con.sql({query!r}).fetchall()
+        try:
+            con.sql("SELECT heavy(p) FROM probe p").fetchall()
+            error = None
+        except duckdb.Error as e:
+            error = str(e)
+        print(json.dumps({{"rows": rows, "error": error,
+                           "sqlml": "sqlml" in sys.modules}}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    out = json.loads(result.stdout)
+    assert out["sqlml"] is False
+    assert out["rows"] == json.loads(json.dumps(expected))
+    assert "__sqlml_main_heavy" in out["error"]  # onnxruntime models need sqlml
+
+
+@pytest.mark.parametrize("inference", ["sql", "onnx"])
+def test_model_functions_never_go_stale(con, inference):
+    con.sql("CREATE TABLE t AS SELECT range::DOUBLE AS x, range * 2.0 + 1 AS y FROM range(100)")
+    create = (
+        "CREATE OR REPLACE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'], "
+        f"inference = '{inference}') AS SELECT x, {{label}} AS y FROM t"
+    )
+    con.sql(create.format(label="y"))
+    raw = con.duckdb
+    raw.execute("PREPARE constant AS SELECT m(10.0)")
+    raw.execute("PREPARE parameter AS SELECT m($1)")
+    raw.execute("PREPARE scan AS SELECT m(x) FROM t WHERE x = 10")
+    con.sql("CREATE VIEW v AS SELECT m(10.0) AS y")
+    con.sql("CREATE MACRO doubled(a) AS 2 * m(a)")
+    relation = con.sql("SELECT m(10.0) AS y")
+
+    def everything() -> list[float]:
+        values = [
+            raw.execute("EXECUTE constant").fetchall(),
+            raw.execute("EXECUTE parameter(10.0)").fetchall(),
+            raw.execute("EXECUTE scan").fetchall(),
+            con.sql("SELECT * FROM v").fetchall(),
+            con.sql("SELECT doubled(10.0) / 2").fetchall(),
+            relation.fetchall(),
+            con.sql("SELECT list_transform([10.0], lambda a: m(a))[1]").fetchall(),
+        ]
+        return [round(v[0][0], 6) for v in values]
+
+    assert everything() == [21.0] * 7
+    con.sql(create.format(label="y * 3"))
+    assert everything() == [63.0] * 7
+    con.sql("DROP MODEL m")
+    for statement in ("EXECUTE constant", "EXECUTE parameter(1.0)", "EXECUTE scan"):
+        with pytest.raises(duckdb.Error):
+            raw.execute(statement).fetchall()
+    with pytest.raises(duckdb.Error):
+        con.sql("SELECT * FROM v").fetchall()
