@@ -20,12 +20,12 @@ test: $(INSTALLED) lint
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check sqlml tests
-	$(BIN)/ruff format --check sqlml tests
+	$(BIN)/ruff check sqlml tests benchmarks
+	$(BIN)/ruff format --check sqlml tests benchmarks
 
 format: $(INSTALLED)
-	$(BIN)/ruff check --fix sqlml tests
-	$(BIN)/ruff format sqlml tests
+	$(BIN)/ruff check --fix sqlml tests benchmarks
+	$(BIN)/ruff format sqlml tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo.duckdb demo.duckdb.wal .pytest_cache

@@ -155,8 +155,11 @@ class Feature:
 
 def numeric_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float64 values, NaN for NULL."""
-    values = pc.fill_null(pc.cast(array, pa.float64()), float("nan"))
-    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if array.type != pa.float64():
+        array = pc.cast(array, pa.float64())
+    if array.null_count:
+        array = pc.fill_null(array, float("nan"))
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def string_values(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -6,6 +6,7 @@ Imported only when a model trains (it imports scikit-learn).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,22 @@ from sqlml.features import (
 MAX_MATRIX_BYTES = 4 * 2**30
 
 
+@dataclass
+class RowSelection:
+    """Some rows of an Arrow table, taken a column at a time when asked for: training on
+    all but the held-out rows without copying the whole table first."""
+
+    table: pa.Table
+    rows: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name).take(pa.array(self.rows))
+
+
 class FeaturePreprocessor(TransformerMixin, BaseEstimator):
     """Arrow table of raw columns -> float64 model matrix.
 
@@ -39,7 +56,17 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.standardize = standardize
         self.float32 = float32
 
-    def fit(self, X: pa.Table, y: Any = None) -> FeaturePreprocessor:
+    @classmethod
+    def fitted(
+        cls, features: list[Feature], standardize: bool, float32: bool
+    ) -> FeaturePreprocessor:
+        """A preprocessor whose statistics were computed elsewhere (streaming training)."""
+        preprocessor = cls(features=features, standardize=standardize, float32=float32)
+        preprocessor.features_ = features
+        preprocessor.n_features_out_ = sum(f.width for f in features)
+        return preprocessor
+
+    def fit(self, X: pa.Table | RowSelection, y: Any = None) -> FeaturePreprocessor:
         fitted = copy.deepcopy(self.features)
         for feature in fitted:
             column = X.column(feature.name)
@@ -73,12 +100,17 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.n_features_out_ = width
         return self
 
-    def transform(self, X: pa.Table) -> np.ndarray:
-        blocks = [encode(feature, X.column(feature.name)) for feature in self.features_]
-        matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((X.num_rows, 0))
-        if self.float32:
-            # What the ONNX graph's Cast to float32 produces, so trees see identical values.
-            matrix = matrix.astype(np.float32).astype(np.float64)
+    def transform(self, X: pa.Table | RowSelection) -> np.ndarray:
+        # Filled feature by feature: the only other copy alive is one feature's block.
+        matrix = np.empty((X.num_rows, self.n_features_out_), dtype=np.float64)
+        position = 0
+        for feature in self.features_:
+            block = encode(feature, X.column(feature.name))
+            if self.float32:
+                # What the ONNX graph's Cast to float32 makes, so trees see the same values.
+                block = block.astype(np.float32)
+            matrix[:, position : position + feature.width] = block
+            position += feature.width
         return matrix
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

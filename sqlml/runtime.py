@@ -6,8 +6,10 @@ first use, and shared by every call and thread.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,9 @@ import pyarrow as pa
 from sqlml.catalog import ModelRecord
 from sqlml.families import CLASSIFICATION, CLUSTERING
 from sqlml.features import input_values
+
+THREADS = os.cpu_count() or 1
+PARALLEL_ROWS = 65_536  # a batch larger than this is scored on every core
 
 # DuckDB type id -> Arrow type, for labels given back in their own type.
 _ARROW_LABEL_TYPES = {
@@ -79,6 +84,10 @@ class ModelRuntime:
 
                     options = ort.SessionOptions()
                     options.log_severity_level = 3
+                    # One thread per call: DuckDB already calls the UDF from every core,
+                    # and big batches from Python are split across threads (run()).
+                    options.intra_op_num_threads = 1
+                    options.inter_op_num_threads = 1
                     assert self._load is not None
                     self._session = ort.InferenceSession(
                         self._load(), options, providers=["CPUExecutionProvider"]
@@ -92,8 +101,20 @@ class ModelRuntime:
 
     def run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         """Model outputs by role (see onnx_export), as float64 / int64 arrays."""
-        if len(columns) and len(columns[0]) == 0:
+        rows = len(columns[0]) if len(columns) else 0
+        if rows == 0:
             return self._empty()
+        if rows <= PARALLEL_ROWS:
+            return self._run(columns)
+        # A big batch from Python (ML.EVALUATE, parity): onnxruntime releases the GIL, so
+        # slices run in parallel threads, one per core.
+        step = -(-rows // THREADS)
+        slices = [[c.slice(i, step) for c in columns] for i in range(0, rows, step)]
+        with ThreadPoolExecutor(THREADS) as pool:
+            parts = list(pool.map(self._run, slices))
+        return {role: np.concatenate([p[role] for p in parts]) for role in parts[0]}
+
+    def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         roles = list(self._outputs)
         values = self.session.run([self._outputs[r] for r in roles], self.feed(columns))
         result = {}

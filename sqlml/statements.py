@@ -99,6 +99,8 @@ def create_model(connection: Connection, statement: Statement) -> None:
         evaluated = trained.eval_rows if len(trained.eval_rows) else trained.train_rows
         metadata["metrics"] = evaluate_table(runtime, trained.data.take(evaluated))
         metadata["evaluated_on"] = "held_out_rows" if len(trained.eval_rows) else "training_rows"
+        if plan.options.get("streaming"):
+            metadata["evaluated_on"] = f"a sample of the {metadata['evaluated_on']}"
     if plan.family.parameters is not None:
         metadata["parameters"] = plan.family.parameters(trained.estimator)
     with connection.console.phase("choosing inference"):
@@ -271,8 +273,9 @@ def _metadata(plan: Any, trained: Any, version: int) -> dict[str, Any]:
             "sql": plan.training_sql,
             "rows_read": trained.rows_read,
             "rows_null_label": trained.rows_null_label,
-            "rows_train": len(trained.train_rows),
-            "rows_eval": len(trained.eval_rows),
+            "rows_train": trained.rows_train,
+            "rows_eval": trained.rows_eval,
+            "epochs": trained.epochs,
             "split": trained.split_method,
             "estimator": type(estimator).__name__,
             "estimator_params": _jsonable(estimator.get_params()),

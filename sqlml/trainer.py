@@ -23,7 +23,7 @@ from sqlml.errors import DataError, Error, QueryError, TrainingError
 from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
 from sqlml.features import Feature, numeric_values
 from sqlml.planner import TrainingPlan
-from sqlml.preprocessing import FeaturePreprocessor
+from sqlml.preprocessing import FeaturePreprocessor, RowSelection
 
 AUTO_SPLIT_SMALL = 500  # fewer rows: no evaluation split
 AUTO_SPLIT_LARGE = 50_000  # more rows: hold out AUTO_SPLIT_ROWS
@@ -44,6 +44,16 @@ class TrainedModel:
     rows_null_label: int
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # Streaming training keeps samples in ``data``; these count every row.
+    rows_train: int | None = None
+    rows_eval: int | None = None
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows_train is None:
+            self.rows_train = len(self.train_rows)
+        if self.rows_eval is None:
+            self.rows_eval = len(self.eval_rows)
 
     @property
     def estimator(self) -> Any:
@@ -55,6 +65,10 @@ class TrainedModel:
 
 
 def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) -> TrainedModel:
+    if plan.options.get("streaming"):
+        from sqlml.streaming import train_streaming
+
+        return train_streaming(con, plan, console)
     family = plan.family
     started = time.perf_counter()
     with console.phase("reading features"):
@@ -108,7 +122,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         rows=len(train_rows),
         random_seed=plan.options["random_seed"],
         n_classes=len(classes) if classes else None,
-        baseline_loss=_baseline_loss(family.task, y[train_rows] if y is not None else None),
+        baseline_loss=baseline_loss(family.task, y[train_rows] if y is not None else None),
     )
     estimator = family.build(plan.options, context)
     preprocessor = FeaturePreprocessor(
@@ -117,7 +131,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         float32=family.float32,
     )
     pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
-    train_table = data.select([f.name for f in plan.features]).take(pa.array(train_rows))
+    train_table = data if len(eval_rows) == 0 else RowSelection(data, train_rows)
 
     fit_started = time.perf_counter()
     caught: list[str] = []
@@ -154,8 +168,8 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     )
 
 
-def split(n: int, plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Training and evaluation row indices, each in the query's row order."""
+def held_out(n: int, plan: TrainingPlan) -> int:
+    """How many of n labelled rows data_split_method holds out for evaluation."""
     method = plan.options.get("data_split_method", "no_split")
     if method == "auto_split":
         if n < AUTO_SPLIT_SMALL:
@@ -173,16 +187,22 @@ def split(n: int, plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray]:
             f"data_split_eval_fraction={plan.options['data_split_eval_fraction']} leaves no "
             f"training rows out of {n} for model {plan.qualified}; lower it"
         )
+    return n_eval
+
+
+def split(n: int, plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Training and evaluation row indices, each in the query's row order."""
+    n_eval = held_out(n, plan)
     everything = np.arange(n)
     if n_eval == 0:
         return everything, np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(plan.options["random_seed"])
-    held_out = np.zeros(n, dtype=bool)
-    held_out[rng.permutation(n)[:n_eval]] = True
-    return everything[~held_out], everything[held_out]
+    is_held_out = np.zeros(n, dtype=bool)
+    is_held_out[rng.permutation(n)[:n_eval]] = True
+    return everything[~is_held_out], everything[is_held_out]
 
 
-def _baseline_loss(task: str, y: np.ndarray | None) -> float:
+def baseline_loss(task: str, y: np.ndarray | None) -> float:
     """Loss of the constant model: half the label variance, or the class prior's entropy."""
     if y is None or len(y) == 0:
         return 1.0

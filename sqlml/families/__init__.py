@@ -58,6 +58,8 @@ class Family:
     compile_sql: Callable[[Mapping[str, Any], list[Any]], tuple[Any, str | None]] | None = None
     # Whether SQL beats onnxruntime for these parameters (trees: only small ensembles).
     sql_pays: Callable[[Mapping[str, Any]], bool] = lambda parameters: True
+    # An estimator with partial_fit, for OPTIONS (streaming = TRUE); None: not supported.
+    build_incremental: Callable[[Mapping[str, Any], FitContext], Any] | None = None
 
     @property
     def key_metric(self) -> str:
@@ -146,6 +148,17 @@ CLUSTERING_OPTIONS += (INFERENCE_OPTION,)
 
 def common_options(task: str) -> tuple[Option, ...]:
     return CLUSTERING_OPTIONS if task == CLUSTERING else SUPERVISED_OPTIONS
+
+
+STREAMING_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "streaming",
+        "bool",
+        False,
+        "train from the query in batches instead of reading it into memory",
+    ),
+    Option("batch_size", "int", 100_000, "rows per batch when streaming", minimum=1),
+)
 
 
 def early_stop_tolerance(options: Mapping[str, Any], ctx: FitContext) -> float | None:

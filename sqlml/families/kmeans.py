@@ -12,6 +12,7 @@ from sqlml.families import (
     CLUSTERING,
     CLUSTERING_OPTIONS,
     EARLY_STOP_OPTIONS,
+    STREAMING_OPTIONS,
     Family,
     FitContext,
     register,
@@ -46,6 +47,7 @@ _OPTIONS = (
     ),
     Option("max_iterations", "int", 20, "maximum Lloyd iterations", minimum=1),
     *EARLY_STOP_OPTIONS,
+    *STREAMING_OPTIONS,
 )
 
 
@@ -67,6 +69,25 @@ def build_kmeans(options: Mapping[str, Any], ctx: FitContext) -> Any:
         n_init=1 if options["kmeans_init_method"] == "kmeans++" else 10,
         max_iter=options["max_iterations"],
         tol=tol,
+        random_state=ctx.random_seed,
+    )
+
+
+def build_minibatch_kmeans(options: Mapping[str, Any], ctx: FitContext) -> Any:
+    """Mini-batch k-means for streaming: partial_fit on each batch."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    k = options["num_clusters"]
+    if ctx.rows < k:
+        raise DataError(
+            f"num_clusters={k} needs at least {k} training rows; the query returned "
+            f"{ctx.rows}. Lower num_clusters or train on more rows"
+        )
+    return MiniBatchKMeans(
+        n_clusters=k,
+        init="k-means++" if options["kmeans_init_method"] == "kmeans++" else "random",
+        n_init=1,
+        batch_size=options["batch_size"],
         random_state=ctx.random_seed,
     )
 
@@ -97,8 +118,12 @@ def compile_kmeans(
                         compiler.category_case(arg, per_category, feature.categories, unseen=base)
                     )
                 else:
-                    for value, c in zip(compiler.numeric_values(feature, arg), block, strict=True):
-                        terms.append(f"pow({value} - {compiler.number(c)}, 2)")
+                    # ((v - m) / s - c)^2 = (v - (m + c * s))^2 / s^2
+                    values = compiler.numeric_values(feature, arg)
+                    scaling = compiler.scaling(feature)
+                    for value, c, (mean, scale) in zip(values, block, scaling, strict=True):
+                        center = compiler.number(mean + c * scale)
+                        terms.append(f"pow({value} - {center}, 2) * {compiler.number(scale**-2)}")
             distances.append(f"sqrt({' + '.join(terms)})")
         return distances
 
@@ -115,6 +140,7 @@ register(
         standardize=lambda options: options["standardize_features"],
         parameters=kmeans_parameters,
         compile_sql=compile_kmeans,
+        build_incremental=build_minibatch_kmeans,
         unsupported={
             "input_label_cols": "kmeans is unsupervised and takes no label; remove it",
             "kmeans_init_col": "custom initial centroids are not supported yet",

@@ -18,6 +18,7 @@ from sqlml.families import (
     CLASSIFICATION,
     EARLY_STOP_OPTIONS,
     REGRESSION,
+    STREAMING_OPTIONS,
     SUPERVISED_OPTIONS,
     Family,
     FitContext,
@@ -64,6 +65,7 @@ _COMMON = (
         exclusive_minimum=True,
     ),
     *EARLY_STOP_OPTIONS,
+    *STREAMING_OPTIONS,
 )
 
 _UNSUPPORTED = {
@@ -96,11 +98,25 @@ def _elastic_net(l1: float, l2: float, scale: float) -> tuple[float, float]:
     return alpha, (l1 / scale) / alpha if alpha else 0.0
 
 
+def _streaming_strategy(options: Mapping[str, Any]) -> str:
+    """Streaming trains by gradient descent; 'auto_strategy' picks it."""
+    strategy = options["optimize_strategy"]
+    if options["streaming"]:
+        if strategy == "normal_equation":
+            raise OptionError(
+                "streaming = TRUE trains by gradient descent; remove optimize_strategy or set "
+                "it to 'batch_gradient_descent'",
+                "optimize_strategy",
+            )
+        return "batch_gradient_descent"
+    return strategy
+
+
 def build_linear_reg(options: Mapping[str, Any], ctx: FitContext) -> Any:
     from sklearn import linear_model
 
     l1, l2 = options["l1_reg"], options["l2_reg"]
-    strategy = options["optimize_strategy"]
+    strategy = _streaming_strategy(options)
     if strategy == "batch_gradient_descent":
         # SGDRegressor minimises mean(1/2 (y - y')^2) + alpha * R(w): divide by 2n.
         alpha, ratio = _elastic_net(l1, l2, 2 * ctx.rows)
@@ -131,7 +147,7 @@ def build_logistic_reg(options: Mapping[str, Any], ctx: FitContext) -> Any:
     from sklearn import linear_model
 
     l1, l2 = options["l1_reg"], options["l2_reg"]
-    if options["optimize_strategy"] == "batch_gradient_descent":
+    if _streaming_strategy(options) == "batch_gradient_descent":
         alpha, ratio = _elastic_net(l1, l2, ctx.rows)  # SGD: mean loss + alpha * R(w)
         return linear_model.SGDClassifier(
             loss="log_loss",
@@ -196,6 +212,7 @@ register(
         unsupported=_UNSUPPORTED,
         parameters=linear_parameters,
         compile_sql=compile_linear,
+        build_incremental=build_linear_reg,
     )
 )
 
@@ -209,6 +226,7 @@ register(
         standardize=lambda options: True,
         parameters=linear_parameters,
         compile_sql=compile_linear,
+        build_incremental=build_logistic_reg,
         unsupported={
             **_UNSUPPORTED,
             "auto_class_weights": "class weights are not supported yet",
