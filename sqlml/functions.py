@@ -106,8 +106,10 @@ class FunctionRegistry:
         return self.runtimes[name]
 
     def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
-        """Register the UDF of a version scored by onnxruntime (no database change),
-        scoring with ``runtime`` if given (its session is then shared)."""
+        """Register the UDFs of a version scored by onnxruntime (no database change),
+        scoring with ``runtime`` if given (its session is then shared): one returning every
+        output column as a struct (ML.PREDICT), and one per output column (the model's
+        functions, which then build only what they return)."""
         name = udf_name(record)
         if runtime is not None:
             self.runtimes.setdefault(name, runtime)
@@ -115,9 +117,27 @@ class FunctionRegistry:
             return
         scorer = self.runtime(record)
         params = [parameter_type(f.sql_type, f.kind) for f in record.features]
+        outputs = output_columns(record)
+        functions: list[tuple[str, Callable[..., object], str]] = [
+            (name, lambda *columns: scorer(*columns), result_type(record))
+        ]
+        for i, (_, sql_type) in enumerate(outputs):
+            functions.append(
+                (
+                    f"{name}_{i}",
+                    lambda *columns, i=i: scorer.output_array(scorer.run(columns), i),
+                    sql_type,
+                )
+            )
+        for function_name, body, returns in functions:
+            self._create_function(function_name, body, params, returns)
+        self._created.add(name)
 
+    def _create_function(
+        self, name: str, body: Callable[..., object], params: list[str], returns: str
+    ) -> None:
         def score(*columns: object) -> object:
-            return scorer(*columns)
+            return body(*columns)
 
         # DuckDB counts the Python function's parameters; give it one per feature.
         score.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -131,22 +151,23 @@ class FunctionRegistry:
                 name,
                 score,
                 params,
-                result_type(record),
+                returns,
                 type="arrow",
                 null_handling="special",  # NULL features are imputed, not a NULL result
                 side_effects=False,
             )
-            self._created.add(name)
         except (duckdb.CatalogException, duckdb.NotImplementedException) as e:
             if "already" not in str(e):
                 raise
             # Another connection to this database registered the same (immutable) version.
 
     def unregister(self, name: str) -> None:
-        self.runtimes.pop(name, None)
+        runtime = self.runtimes.pop(name, None)
         if name in self._created:
             self._created.discard(name)
-            self.con.remove_function(name)
+            outputs = len(output_columns(runtime.record)) if runtime else 0
+            for function in [name] + [f"{name}_{i}" for i in range(outputs)]:
+                self.con.remove_function(function)
 
     def unregister_model(self, schema: str, name: str) -> None:
         """Every registered version of one model (after DROP, or once replaced)."""
@@ -166,8 +187,11 @@ class FunctionRegistry:
         if inference(record) == SQL:
             model = compiled(record)
             return model.outputs(model.raw(arguments))
-        call = f"{quote(udf_name(record))}({', '.join(arguments)})"
-        return [f"({call}).{quote(name)}" for name, _ in output_columns(record)]
+        name = udf_name(record)
+        return [
+            f"{quote(f'{name}_{i}')}({', '.join(arguments)})"
+            for i in range(len(output_columns(record)))
+        ]
 
     def predict_sql(self, record: ModelRecord, data: str) -> str:
         """ML.PREDICT over the query ``data``: the output columns first, then the input's."""

@@ -137,22 +137,23 @@ class ModelRuntime:
 
     # -- Arrow results -----------------------------------------------------------------
 
-    def to_arrow(self, outputs: dict[str, np.ndarray]) -> pa.StructArray:
-        """The columns ML.PREDICT adds, as one struct array (the model's SQL function)."""
-        names = [name for name, _ in self._columns]
+    def output_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
+        """One column ML.PREDICT adds (see output_columns), as an Arrow array."""
         task = self.record.task
         if task == CLUSTERING:
-            arrays = [
-                pa.array(outputs["label"] + 1, pa.int64()),
-                _ranked_list(outputs["distances"], "centroid_id", "distance", ascending=True),
-            ]
-        elif task == CLASSIFICATION:
-            arrays = [
-                self._classes.take(pa.array(outputs["label"])),
-                _class_list(self._classes, outputs["probabilities"]),
-            ]
-        else:
-            arrays = [pa.array(outputs["prediction"], pa.float64())]
+            if index == 0:
+                return pa.array(outputs["label"] + 1, pa.int64())
+            return _ranked_list(outputs["distances"], "centroid_id", "distance", ascending=True)
+        if task == CLASSIFICATION:
+            if index == 0:
+                return self._classes.take(pa.array(outputs["label"]))
+            return _class_list(self._classes, outputs["probabilities"])
+        return pa.array(outputs["prediction"], pa.float64())
+
+    def to_arrow(self, outputs: dict[str, np.ndarray]) -> pa.StructArray:
+        """The columns ML.PREDICT adds, as one struct array."""
+        names = [name for name, _ in self._columns]
+        arrays = [self.output_array(outputs, i) for i in range(len(names))]
         return pa.StructArray.from_arrays(arrays, names=names)
 
     def __call__(self, *columns: pa.Array | pa.ChunkedArray) -> pa.StructArray:
