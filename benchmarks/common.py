@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -149,10 +148,12 @@ def machine() -> str:
 def peak_rss_of(code: str, timeout: float = 3600) -> tuple[float, float, str]:
     """Run Python code in a fresh process: (wall seconds, peak RSS in MiB, its stdout)."""
     started = time.perf_counter()
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent.
     wrapper = (
         code
-        + "\nimport resource, sys\n"
-        + "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        + "\nimport sys\n"
+        + "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        + "print('PEAK_KB', hwm.split()[1], file=sys.stderr)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=timeout
@@ -177,7 +178,3 @@ def arguments(description: str, default_case: str) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     return parser.parse_args()
-
-
-def self_peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -167,6 +167,15 @@ def string_values(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
     return pc.fill_null(pc.cast(array, pa.string()), NULL_TOKEN)
 
 
+def category_codes(array: pa.Array | pa.ChunkedArray, categories: pa.Array) -> np.ndarray:
+    """int64 position of each value in ``categories`` (which may hold a null: the NULL
+    category), -1 for a value never seen in training."""
+    if not pa.types.is_string(array.type):
+        array = pc.cast(array, pa.string())  # ENUM, BOOLEAN ('true'/'false')
+    codes = pc.index_in(array, value_set=categories, skip_nulls=False)
+    return np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def datetime_values(array: pa.Array | pa.ChunkedArray, parts: list[str]) -> np.ndarray:
     """(rows, parts) float64 matrix of date/time parts in UTC, NaN for NULL."""
     arrow_type = array.type

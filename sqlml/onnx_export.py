@@ -99,6 +99,31 @@ def to_onnx(
     return model.SerializeToString(), outputs
 
 
+def with_category_codes(model_bytes: bytes, features: list[Feature]) -> bytes:
+    """The same model taking each text feature as an int64 category code instead of a
+    string: the graph's LabelEncoder lookup removed, its output made the input. sqlml
+    computes the codes in Arrow (features.category_codes), which spares a Python string
+    per value; the stored and exported model keeps its string inputs."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    for feature in features:
+        if feature.kind != CATEGORICAL:
+            continue
+        [lookup] = [
+            n for n in graph.node if n.op_type == "LabelEncoder" and n.input[0] == feature.name
+        ]
+        graph.node.remove(lookup)
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name == lookup.output[0]:
+                    node.input[i] = feature.name
+        [graph_input] = [i for i in graph.input if i.name == feature.name]
+        graph_input.type.tensor_type.elem_type = onnx.TensorProto.INT64
+    return model.SerializeToString()
+
+
 def _convert_estimator(estimator: Any, family: Family, width: int) -> Any:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType

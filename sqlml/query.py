@@ -31,7 +31,7 @@ from sqlml.errors import (
     QueryError,
     UnsupportedType,
 )
-from sqlml.families import CLASSIFICATION, REGRESSION
+from sqlml.families import CLASSIFICATION, CLUSTERING, REGRESSION
 from sqlml.features import kind_of, numeric_values
 from sqlml.metrics import METRICS, evaluate
 from sqlml.parser import MLFunction, RawSQL, Source, find_ml_spans, parse_ml_call
@@ -222,7 +222,8 @@ def evaluate_table(runtime: Any, table: pa.Table) -> dict[str, float | None]:
         else:
             y = numeric_values(label)
     outputs = runtime.run([table.column(f.name) for f in record.features])
-    return evaluate(record.task, outputs, y, record.metadata.get("centroids"))
+    centroids = record.metadata["parameters"]["centroids"] if record.task == CLUSTERING else None
+    return evaluate(record.task, outputs, y, centroids)
 
 
 def _literal(value: float | None) -> str:

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from sqlml.catalog import ModelRecord
 from sqlml.families import CLASSIFICATION, CLUSTERING
-from sqlml.features import input_values
+from sqlml.features import CATEGORICAL, category_codes, input_values
+from sqlml.onnx_export import with_category_codes
 
 THREADS = os.cpu_count() or 1
 PARALLEL_ROWS = 65_536  # a batch larger than this is scored on every core
@@ -74,6 +75,11 @@ class ModelRuntime:
         if record.task == CLASSIFICATION:
             assert record.label is not None
             self._classes = pa.array(record.classes, label_arrow_type(record.label["type_id"]))
+        self._categories = {
+            f.name: pa.array(f.categories, pa.string())
+            for f in record.features
+            if f.kind == CATEGORICAL
+        }
 
     @property
     def session(self) -> Any:
@@ -89,15 +95,26 @@ class ModelRuntime:
                     options.intra_op_num_threads = 1
                     options.inter_op_num_threads = 1
                     assert self._load is not None
+                    model = self._load()
+                    if self._categories:
+                        model = with_category_codes(model, self.record.features)
                     self._session = ort.InferenceSession(
-                        self._load(), options, providers=["CPUExecutionProvider"]
+                        model, options, providers=["CPUExecutionProvider"]
                     )
                     self._load = None  # the session keeps its own copy of the model
         return self._session
 
     def feed(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
-        features = self.record.features
-        return {f.name: input_values(f, col) for f, col in zip(features, columns, strict=True)}
+        """The session's inputs. Text columns go in as category codes, looked up in Arrow:
+        no Python string per row (see onnx_export.with_category_codes)."""
+        feed = {}
+        for feature, column in zip(self.record.features, columns, strict=True):
+            categories = self._categories.get(feature.name)
+            if categories is None:
+                feed[feature.name] = input_values(feature, column)
+            else:
+                feed[feature.name] = category_codes(column, categories).reshape(-1, 1)
+        return feed
 
     def run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         """Model outputs by role (see onnx_export), as float64 / int64 arrays."""
@@ -126,7 +143,10 @@ class ModelRuntime:
         return result
 
     def _empty(self) -> dict[str, np.ndarray]:
-        width = len(self.record.classes or self.record.metadata.get("centroids") or [])
+        if self.record.task == CLUSTERING:
+            width = len(self.record.metadata["parameters"]["centroids"])
+        else:
+            width = len(self.record.classes or [])
         empty = {
             "prediction": np.zeros(0),
             "label": np.zeros(0, np.int64),

@@ -101,8 +101,6 @@ def create_model(connection: Connection, statement: Statement) -> None:
         metadata["evaluated_on"] = "held_out_rows" if len(trained.eval_rows) else "training_rows"
         if plan.options.get("streaming"):
             metadata["evaluated_on"] = f"a sample of the {metadata['evaluated_on']}"
-    if plan.family.parameters is not None:
-        metadata["parameters"] = plan.family.parameters(trained.estimator)
     with connection.console.phase("choosing inference"):
         metadata["inference"] = _choose_inference(con, plan, record, runtime, rows)
     metadata["training"]["seconds"] = round(time.perf_counter() - started, 3)
@@ -207,7 +205,8 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
         rows.append(("feature", feature.name, f"{feature.sql_type}: {feature.describe()}"))
     for i, value in enumerate(meta.get("classes") or []):
         rows.append(("class", str(i), json.dumps(value)))
-    for i, centroid in enumerate(meta.get("centroids") or []):
+    centroids = meta["parameters"]["centroids"] if meta["task"] == CLUSTERING else []
+    for i, centroid in enumerate(centroids):
         rows.append(("centroid", str(i + 1), json.dumps([round(v, 6) for v in centroid])))
     rows += [("metric", key, value) for key, value in meta["metrics"].items()]
     rows.append(("metric", "evaluated_on", meta["evaluated_on"]))
@@ -284,8 +283,8 @@ def _metadata(plan: Any, trained: Any, version: int) -> dict[str, Any]:
         },
         "libraries": _library_versions(),
     }
-    if plan.family.task == CLUSTERING:
-        meta["centroids"] = np.asarray(estimator.cluster_centers_, dtype=float).tolist()
+    if plan.family.parameters is not None:
+        meta["parameters"] = plan.family.parameters(estimator)
     return meta
 
 
