@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Trees written as nested CASE cost DuckDB a branch per node and row, where onnxruntime's
 # tree walk is cheaper: only ensembles this small (internal nodes x outputs) go to SQL by
 # default. Measured by benchmarks/predict.py (see benchmarks/README.md).
-SQL_TREE_NODES = 64
+SQL_TREE_NODES = 200
 
 _TREE_SHAPE = (
     Option("max_tree_depth", "int", 6, "maximum depth of each tree", minimum=1, maximum=100),
