@@ -10,12 +10,14 @@ con.sql("SELECT * FROM ML.EVALUATE(MODEL m)").df()
 from sqlml.connection import Connection, connect
 from sqlml.console import Console, SilentConsole, TerminalConsole
 from sqlml.errors import (
+    ArgumentError,
     CatalogError,
     ColumnNotFound,
     DataError,
     Error,
     ModelExists,
     ModelNotFound,
+    ModelTypeError,
     NameConflict,
     NotFound,
     OptionError,
@@ -30,6 +32,7 @@ from sqlml.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "CatalogError",
     "ColumnNotFound",
     "Connection",
@@ -38,6 +41,7 @@ __all__ = [
     "Error",
     "ModelExists",
     "ModelNotFound",
+    "ModelTypeError",
     "NameConflict",
     "NotFound",
     "OptionError",

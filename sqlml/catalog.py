@@ -2,8 +2,9 @@
 
 ``sqlml.model_versions`` holds one immutable row per trained version: the ONNX bytes and
 the JSON metadata (plus a few columns copied out of it for SHOW MODELS).
-``sqlml.models`` points each model at its current version. ``sqlml.catalog_info`` records
-the catalog format, so a later release can migrate an older file.
+``sqlml.models`` points each model at its current version. ``sqlml.model_trials`` keeps
+the other trials of a tuned version (ONNX and metadata, as a version). ``sqlml.catalog_info``
+records the catalog format, so a later release can migrate an older file.
 
 Nothing is created until the first model is stored, so sqlml leaves plain DuckDB files as
 they are.
@@ -23,7 +24,17 @@ from sqlml.errors import CatalogError
 from sqlml.features import Feature
 
 SCHEMA = "sqlml"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+_TRIALS_DDL = f"""CREATE TABLE {SCHEMA}.model_trials (
+    schema_name VARCHAR NOT NULL,
+    model_name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    trial_id INTEGER NOT NULL,
+    onnx_sha256 VARCHAR NOT NULL,
+    onnx BLOB NOT NULL,
+    metadata VARCHAR NOT NULL
+)"""
 
 _DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
@@ -48,10 +59,13 @@ _DDL = [
         model_name VARCHAR NOT NULL,
         current_version INTEGER NOT NULL
     )""",
+    _TRIALS_DDL,
 ]
 
 # Migrations from format n to n + 1, run in one transaction when an older file is opened.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    1: lambda con: con.execute(_TRIALS_DDL),  # format 2: hyperparameter tuning's trials
+}
 
 
 @dataclass
@@ -63,6 +77,7 @@ class ModelRecord:
     version: int
     metadata: dict[str, Any]
     onnx_sha256: str
+    trial_id: int | None = None  # a tuning trial other than the optimal one
 
     @property
     def qualified(self) -> str:
@@ -87,6 +102,25 @@ class ModelRecord:
     @property
     def classes(self) -> list[Any] | None:
         return self.metadata.get("classes")
+
+    @property
+    def transform(self) -> dict[str, Any] | None:
+        """The fitted TRANSFORM clause (see transform.py), if the model has one."""
+        return self.metadata.get("transform")
+
+    @property
+    def inputs(self) -> list[tuple[str, str]]:
+        """(name, SQL type) of the columns a caller supplies: the TRANSFORM's inputs, or
+        the features."""
+        if self.transform:
+            return [(i["name"], i["sql_type"]) for i in self.transform["inputs"]]
+        return [(f.name, f.sql_type) for f in self.features]
+
+    def feature_sql(self) -> list[str]:
+        """SQL of each feature over the input columns, referred to by name."""
+        if self.transform:
+            return [item["sql"] for item in self.transform["features"]]
+        return [quote(f.name) for f in self.features]
 
 
 def quote(identifier: str) -> str:
@@ -194,6 +228,26 @@ class Catalog:
             raise CatalogError(f"Model {schema}.{name} version {version} has no stored ONNX")
         return bytes(rows[0][0])
 
+    def trial(self, schema: str, name: str, version: int, trial_id: int) -> ModelRecord | None:
+        """A stored non-optimal trial of a tuned version."""
+        rows = self.con.execute(
+            f"""SELECT schema_name, model_name, version, metadata, onnx_sha256, trial_id
+                FROM {SCHEMA}.model_trials
+                WHERE schema_name = ? AND model_name = ? AND version = ? AND trial_id = ?""",
+            [schema, name, version, trial_id],
+        ).fetchall()
+        return _record(rows[0]) if rows else None
+
+    def trial_onnx_bytes(self, schema: str, name: str, version: int, trial_id: int) -> bytes:
+        rows = self.con.execute(
+            f"""SELECT onnx FROM {SCHEMA}.model_trials
+                WHERE schema_name = ? AND model_name = ? AND version = ? AND trial_id = ?""",
+            [schema, name, version, trial_id],
+        ).fetchall()
+        if not rows:
+            raise CatalogError(f"Model {schema}.{name} version {version} has no trial {trial_id}")
+        return bytes(rows[0][0])
+
     def next_version(self, schema: str, name: str) -> int:
         if self.format_version() is None:
             return 1
@@ -238,8 +292,23 @@ class Catalog:
             [record.schema, record.name, record.version],
         )
 
+    def add_trial(self, record: ModelRecord, onnx: bytes) -> None:
+        assert record.trial_id is not None
+        self.con.execute(
+            f"INSERT INTO {SCHEMA}.model_trials VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.schema,
+                record.name,
+                record.version,
+                record.trial_id,
+                record.onnx_sha256,
+                onnx,
+                json.dumps(record.metadata),
+            ],
+        )
+
     def drop(self, schema: str, name: str) -> None:
-        for table in ("models", "model_versions"):
+        for table in ("models", "model_versions", "model_trials"):
             self.con.execute(
                 f"""DELETE FROM {SCHEMA}.{table}
                     WHERE lower(schema_name) = lower(?) AND lower(model_name) = lower(?)""",
@@ -248,8 +317,8 @@ class Catalog:
 
 
 def _record(row: tuple[Any, ...]) -> ModelRecord:
-    schema, name, version, metadata, sha = row
-    return ModelRecord(schema, name, int(version), json.loads(metadata), sha)
+    schema, name, version, metadata, sha, *trial = row
+    return ModelRecord(schema, name, int(version), json.loads(metadata), sha, *trial)
 
 
 class transaction:

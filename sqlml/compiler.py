@@ -237,16 +237,10 @@ def _first_best(values: list[str], results: list[str], *, smallest: bool) -> str
     return f"(CASE {' '.join(branches)} ELSE {results[-1]} END)"
 
 
-def macro_body(compiled: CompiledModel, args: list[str], output: int) -> str:
-    """One output column, inline, for a model function."""
-    return compiled.outputs(compiled.raw(args))[output]
-
-
-def predict_sql(
-    compiled: CompiledModel, features: list[Feature], data: str, names: list[str]
-) -> str:
-    """ML.PREDICT as two projections: the raw scores once per row, then the outputs."""
-    raw = compiled.raw([quote(f.name) for f in features])
+def predict_sql(compiled: CompiledModel, features: list[str], data: str, names: list[str]) -> str:
+    """ML.PREDICT as two projections: the raw scores once per row, then the outputs.
+    ``features``: the SQL of each feature over the input's columns."""
+    raw = compiled.raw(features)
     refs = [f"__sqlml_raw{i}" for i in range(len(raw))]
     scored = ", ".join(f"{expr} AS {ref}" for expr, ref in zip(raw, refs, strict=True))
     outputs = ", ".join(

@@ -205,7 +205,12 @@ class Connection:
         with self._loader_lock:
             if self._loader is None:
                 self._loader = self.duckdb.cursor()
-            return Catalog(self._loader).onnx_bytes(record.schema, record.name, record.version)
+            catalog = Catalog(self._loader)
+            if record.trial_id is not None:
+                return catalog.trial_onnx_bytes(
+                    record.schema, record.name, record.version, record.trial_id
+                )
+            return catalog.onnx_bytes(record.schema, record.name, record.version)
 
     def __repr__(self) -> str:
         return f"<sqlml.Connection to {self.duckdb!r}>"

@@ -43,6 +43,14 @@ class SchemaNotFound(NotFound):
     """CREATE MODEL names a schema that does not exist."""
 
 
+class ArgumentError(Error, ValueError):
+    """A bad argument to an ML function: a missing table, an unknown setting, ..."""
+
+
+class ModelTypeError(Error, TypeError):
+    """An ML function applied to a model of a type it does not apply to."""
+
+
 class ModelExists(Error, ValueError):
     """CREATE MODEL over an existing model without OR REPLACE or IF NOT EXISTS."""
 
@@ -83,6 +91,7 @@ class CatalogError(Error, RuntimeError):
 
 
 __all__ = [
+    "ArgumentError",
     "CatalogError",
     "ColumnNotFound",
     "DataError",

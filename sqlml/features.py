@@ -234,3 +234,19 @@ def encode(feature: Feature, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if feature.scales is not None:
         matrix = (matrix - means) / np.asarray(feature.scales)
     return matrix
+
+
+def matrix(features: list[Feature], table: Any, float32: bool = False) -> np.ndarray:
+    """The model matrix of fitted ``features`` for the rows of ``table`` (anything with
+    ``num_rows`` and ``column(name)``), filled feature by feature so that the only other
+    copy alive is one feature's block."""
+    out = np.empty((table.num_rows, sum(f.width for f in features)), dtype=np.float64)
+    position = 0
+    for feature in features:
+        block = encode(feature, table.column(feature.name))
+        if float32:
+            # What the ONNX graph's Cast to float32 makes, so trees see the same values.
+            block = block.astype(np.float32)
+        out[:, position : position + feature.width] = block
+        position += feature.width
+    return out

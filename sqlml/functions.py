@@ -25,7 +25,7 @@ import duckdb
 from sqlml import compiler, families
 from sqlml.catalog import ModelRecord, quote
 from sqlml.errors import NameConflict
-from sqlml.families import CLASSIFICATION
+from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, DIMENSIONALITY_REDUCTION
 from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, type_id
 from sqlml.runtime import ModelRuntime, output_columns
 
@@ -68,6 +68,19 @@ def function_names(record_name: str, task: str) -> list[str]:
     return names
 
 
+def function_outputs(record: ModelRecord) -> list[tuple[str, str]]:
+    """(name, SQL type) of each SQL function of a model: the prediction (a classifier's
+    class, a cluster id, a pca model's components as a list, an anomaly score), and a
+    classifier's probabilities."""
+    names = function_names(record.name, record.task)
+    if record.task == DIMENSIONALITY_REDUCTION:
+        return [(names[0], "DOUBLE[]")]
+    if record.task == ANOMALY_DETECTION:
+        return [(names[0], "DOUBLE")]
+    columns = output_columns(record)
+    return [(name, columns[i][1]) for i, name in enumerate(names)]
+
+
 def parameter_type(feature_sql_type: str, kind: str) -> str:
     """The SQL type a model function declares for a feature column."""
     tid = type_id(feature_sql_type)
@@ -78,6 +91,14 @@ def parameter_type(feature_sql_type: str, kind: str) -> str:
             return "DATE"
         return "TIMESTAMP WITH TIME ZONE" if tid == "timestamp with time zone" else "TIMESTAMP"
     return "DOUBLE"
+
+
+def input_parameter_type(record: ModelRecord, name: str, sql_type: str) -> str:
+    """The SQL type a model function declares for an input column."""
+    if not record.transform:
+        feature = next(f for f in record.features if f.name == name)
+        return parameter_type(feature.sql_type, feature.kind)
+    return "VARCHAR" if type_id(sql_type) == "enum" else sql_type
 
 
 def result_type(record: ModelRecord) -> str:
@@ -117,15 +138,14 @@ class FunctionRegistry:
             return
         scorer = self.runtime(record)
         params = [parameter_type(f.sql_type, f.kind) for f in record.features]
-        outputs = output_columns(record)
         functions: list[tuple[str, Callable[..., object], str]] = [
             (name, lambda *columns: scorer(*columns), result_type(record))
         ]
-        for i, (_, sql_type) in enumerate(outputs):
+        for i, (_, sql_type) in enumerate(function_outputs(record)):
             functions.append(
                 (
                     f"{name}_{i}",
-                    lambda *columns, i=i: scorer.output_array(scorer.run(columns), i),
+                    lambda *columns, i=i: scorer.function_array(scorer.run(columns), i),
                     sql_type,
                 )
             )
@@ -165,15 +185,18 @@ class FunctionRegistry:
         runtime = self.runtimes.pop(name, None)
         if name in self._created:
             self._created.discard(name)
-            outputs = len(output_columns(runtime.record)) if runtime else 0
+            outputs = len(function_outputs(runtime.record)) if runtime else 0
             for function in [name] + [f"{name}_{i}" for i in range(outputs)]:
                 self.con.remove_function(function)
 
-    def unregister_model(self, schema: str, name: str) -> None:
-        """Every registered version of one model (after DROP, or once replaced)."""
+    def unregister_model(self, schema: str, name: str, keep: ModelRecord | None = None) -> None:
+        """Every registered version of one model (after DROP), or every one but ``keep``
+        (once replaced by it)."""
         for udf, runtime in list(self.runtimes.items()):
             record = runtime.record
-            if (record.schema.lower(), record.name.lower()) == (schema.lower(), name.lower()):
+            if (record.schema.lower(), record.name.lower()) != (schema.lower(), name.lower()):
+                continue
+            if keep is None or record.version != keep.version:
                 self.unregister(udf)
 
     def unregister_all(self) -> None:
@@ -182,25 +205,26 @@ class FunctionRegistry:
 
     # -- SQL ---------------------------------------------------------------------------------
 
-    def outputs_sql(self, record: ModelRecord, arguments: list[str]) -> list[str]:
-        """SQL of each output column (runtime.output_columns) for these argument values."""
+    def functions_sql(self, record: ModelRecord, arguments: list[str]) -> list[str]:
+        """SQL of each of the model's functions (function_outputs) for these features."""
+        count = len(function_outputs(record))
         if inference(record) == SQL:
             model = compiled(record)
-            return model.outputs(model.raw(arguments))
+            outputs = model.outputs(model.raw(arguments))
+            if record.task == DIMENSIONALITY_REDUCTION:
+                return [f"[{', '.join(outputs)}]"]
+            return outputs[:count]
         name = udf_name(record)
-        return [
-            f"{quote(f'{name}_{i}')}({', '.join(arguments)})"
-            for i in range(len(output_columns(record)))
-        ]
+        return [f"{quote(f'{name}_{i}')}({', '.join(arguments)})" for i in range(count)]
 
     def predict_sql(self, record: ModelRecord, data: str) -> str:
         """ML.PREDICT over the query ``data``: the output columns first, then the input's."""
         names = [name for name, _ in output_columns(record)]
+        features = record.feature_sql()
         if inference(record) == SQL:
-            return compiler.predict_sql(compiled(record), record.features, data, names)
+            return compiler.predict_sql(compiled(record), features, data, names)
         self.register(record)
-        args = ", ".join(quote(f.name) for f in record.features)
-        call = f"{quote(udf_name(record))}({args})"
+        call = f"{quote(udf_name(record))}({', '.join(features)})"
         return (
             "(SELECT __sqlml_out.*, * EXCLUDE (__sqlml_out) FROM "
             f"(SELECT *, {call} AS __sqlml_out FROM ({data}) AS __sqlml_in) AS __sqlml_scored)"
@@ -209,10 +233,21 @@ class FunctionRegistry:
     # -- macros (stored in the database; the caller holds the transaction) -----------------
 
     def create_macros(self, record: ModelRecord) -> None:
-        features = record.features
-        typed = [f"{quote(f.name)} {parameter_type(f.sql_type, f.kind)}" for f in features]
-        by_column = self.outputs_sql(record, [quote(f.name) for f in features])
-        by_row = self.outputs_sql(record, [f"row[{_string(f.name)}]" for f in features])
+        typed = [f"{quote(n)} {input_parameter_type(record, n, t)}" for n, t in record.inputs]
+        by_column = self.functions_sql(record, record.feature_sql())
+        if record.transform:
+            # The TRANSFORM's SQL refers to input columns by name: a whole row goes through
+            # the column overload (created first, so that the row overload can call it).
+            qualified = [
+                f"{quote(record.schema)}.{quote(f)}"
+                for f in function_names(record.name, record.task)
+            ]
+            fields = ", ".join(f"row[{_string(n)}]" for n, _ in record.inputs)
+            by_row = [f"{function}({fields})" for function in qualified]
+        else:
+            by_row = self.functions_sql(
+                record, [f"row[{_string(f.name)}]" for f in record.features]
+            )
         # DuckDB expands a macro when a statement is bound and does not bind a prepared
         # statement again when the macro changes unless the statement reads a table. So a
         # prepared `SELECT m($1)` would keep scoring with the replaced model: the guard makes
@@ -232,11 +267,13 @@ class FunctionRegistry:
 
         for i, function in enumerate(function_names(record.name, record.task)):
             # Typed parameters win for column values; a whole row (a STRUCT) falls through
-            # to the untyped overload, even for a model with a single feature.
+            # to the untyped overload, even for a model with a single input.
+            name = f"{quote(record.schema)}.{quote(function)}"
+            columns = f"({', '.join(typed)}) AS {guarded(by_column[i])}"
+            if record.transform:
+                self.con.execute(f"CREATE OR REPLACE MACRO {name} {columns}")
             self.con.execute(
-                f"CREATE OR REPLACE MACRO {quote(record.schema)}.{quote(function)} "
-                f"({', '.join(typed)}) AS {guarded(by_column[i])}, "
-                f"(row) AS {guarded(by_row[i])}"
+                f"CREATE OR REPLACE MACRO {name} {columns}, (row) AS {guarded(by_row[i])}"
             )
 
     def drop_macros(self, schema: str, name: str, task: str) -> None:

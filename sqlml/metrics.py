@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from sqlml.families import CLASSIFICATION, CLUSTERING, REGRESSION
+from sqlml.families import (
+    ANOMALY_DETECTION,
+    CLASSIFICATION,
+    CLUSTERING,
+    DIMENSIONALITY_REDUCTION,
+    REGRESSION,
+)
 
 METRICS = {
     REGRESSION: (
@@ -25,6 +31,8 @@ METRICS = {
     ),
     CLASSIFICATION: ("precision", "recall", "accuracy", "f1_score", "log_loss", "roc_auc"),
     CLUSTERING: ("davies_bouldin_index", "mean_squared_distance"),
+    DIMENSIONALITY_REDUCTION: ("total_explained_variance_ratio",),
+    ANOMALY_DETECTION: ("anomaly_rate",),
 }
 
 Metrics = dict[str, float | None]
@@ -145,4 +153,16 @@ def evaluate(
     if task == CLASSIFICATION:
         assert y is not None
         return classification(y, outputs["label"], outputs["probabilities"])
+    if task == ANOMALY_DETECTION:
+        return {"anomaly_rate": float(np.mean(outputs["label"] == -1))}
+    if task == DIMENSIONALITY_REDUCTION:
+        raise AssertionError("pca metrics need the model matrix: metrics.explained_variance")
     return clustering(outputs["label"], outputs["distances"], np.asarray(centroids))
+
+
+def explained_variance(x: np.ndarray, components: np.ndarray, mean: np.ndarray) -> Metrics:
+    """The share of the variance of the (preprocessed) rows ``x`` that the components keep."""
+    centered = x - mean
+    total = float(np.sum(np.var(centered, axis=0)))
+    kept = float(np.sum(np.var(centered @ components.T, axis=0)))
+    return {"total_explained_variance_ratio": kept / total if total > 0 else None}

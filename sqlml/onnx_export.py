@@ -9,7 +9,9 @@ features cast to float32 at the end (onnxruntime runs trees on float32 only).
 
 Outputs, by task: regression ``prediction`` [N, 1]; classification ``label`` [N] (class
 index) and ``probabilities`` [N, classes]; clustering ``label`` [N] (0-based cluster) and
-``distances`` [N, clusters]. An output is renamed if a feature already has its name.
+``distances`` [N, clusters]; pca ``components`` [N, k]; isolation forest ``label`` (1 normal,
+-1 anomaly) and ``scores`` (scikit-learn's decision_function). An output is renamed if a
+feature already has its name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from sqlml.families import CLASSIFICATION, CLUSTERING, REGRESSION, Family
+from sqlml.families import (
+    ANOMALY_DETECTION,
+    CLASSIFICATION,
+    CLUSTERING,
+    DIMENSIONALITY_REDUCTION,
+    REGRESSION,
+    Family,
+)
 from sqlml.features import CATEGORICAL, NULL_TOKEN, Feature
 
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
@@ -27,6 +36,8 @@ OUTPUT_ROLES = {
     REGRESSION: ("prediction",),
     CLASSIFICATION: ("label", "probabilities"),
     CLUSTERING: ("label", "distances"),
+    DIMENSIONALITY_REDUCTION: ("components",),
+    ANOMALY_DETECTION: ("label", "scores"),
 }
 _ESTIMATOR_PREFIX = "estimator/"
 _FEATURES = "sqlml/features"
@@ -97,6 +108,19 @@ def to_onnx(
     entry.value = json.dumps(outputs)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString(), outputs
+
+
+def properties(metadata: dict[str, Any]) -> dict[str, str]:
+    """What an ONNX file sqlml writes says about itself (``sqlml.*`` metadata_props)."""
+    return {
+        "sqlml_version": metadata["libraries"]["sqlml"],
+        "model": f"{metadata['schema']}.{metadata['name']}",
+        "version": str(metadata["version"]),
+        "task": metadata["task"],
+        "features": json.dumps(metadata["features"]),
+        "label": json.dumps(metadata["label"]),
+        "classes": json.dumps(metadata["classes"]),
+    }
 
 
 def with_category_codes(model_bytes: bytes, features: list[Feature]) -> bytes:

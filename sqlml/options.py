@@ -12,9 +12,47 @@ from sqlglot import exp
 from sqlml.errors import OptionError
 
 
+@dataclass(frozen=True)
+class HParam:
+    """A hyperparameter to tune: HPARAM_RANGE(low, high) or HPARAM_CANDIDATES([...])."""
+
+    kind: str  # "range" or "candidates"
+    values: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {f"hparam_{self.kind}": list(self.values)}
+
+
+def jsonable_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as stored in JSON: tuned ones as {"hparam_range": [low, high]} or
+    {"hparam_candidates": [...]}."""
+    return {k: v.to_json() if isinstance(v, HParam) else v for k, v in options.items()}
+
+
 def literal_value(node: exp.Expr, option: str) -> Any:
-    """The Python value of an OPTIONS value written in SQL: strings, numbers, booleans, NULL
-    and arrays of those."""
+    """The Python value of an OPTIONS value written in SQL: strings, numbers, booleans, NULL,
+    arrays and STRUCTs of those, and HPARAM_RANGE / HPARAM_CANDIDATES."""
+    if isinstance(node, exp.Anonymous | exp.Func) and node.name.upper() in (
+        "HPARAM_RANGE",
+        "HPARAM_CANDIDATES",
+    ):
+        args = [literal_value(a, option) for a in node.expressions]
+        if node.name.upper() == "HPARAM_RANGE":
+            if len(args) != 2:
+                raise OptionError(f"Option {option!r}: HPARAM_RANGE takes (low, high)", option)
+            return HParam("range", tuple(args))
+        if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+            raise OptionError(
+                f"Option {option!r}: HPARAM_CANDIDATES takes an array, e.g. "
+                "HPARAM_CANDIDATES([0.1, 0.3])",
+                option,
+            )
+        return HParam("candidates", tuple(args[0]))
+    if isinstance(node, exp.Struct):
+        return [
+            literal_value(e.this if isinstance(e, exp.Alias) else e, option)
+            for e in node.expressions
+        ]
     if isinstance(node, exp.Literal):
         if node.is_string:
             return node.this
@@ -76,6 +114,8 @@ class Option:
             "float": "a number",
             "bool": "TRUE or FALSE",
             "str_list": "an array of column names like ['a', 'b']",
+            "int_list": "an array of integers like [64, 32]",
+            "weights": "an array of (label, weight) pairs like [STRUCT('a', 0.3)]",
         }[self.kind]
         if self.minimum is not None and self.maximum is not None:
             low = "(" if self.exclusive_minimum else "["
@@ -85,6 +125,9 @@ class Option:
         return text
 
     def convert(self, value: Any) -> Any:
+        if isinstance(value, HParam):
+            return self._convert_hparam(value)
+
         def bad() -> OptionError:
             return OptionError(
                 f"Option {self.name!r} must be {self.expects()}, got {value!r} "
@@ -115,6 +158,19 @@ class Option:
             ):
                 raise bad()
             return value
+        if self.kind == "weights":
+            # [('label', weight), ...] or [STRUCT('label', weight), ...]
+            if not isinstance(value, list) or not all(
+                isinstance(v, list) and len(v) == 2 and isinstance(v[1], int | float) for v in value
+            ):
+                raise bad()
+            return [[label, float(weight)] for label, weight in value]
+        if self.kind == "int_list":
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise bad()
+            return value
         if self.kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise bad()
@@ -134,6 +190,23 @@ class Option:
                 raise bad()
             return value
         raise AssertionError(self.kind)
+
+    def _convert_hparam(self, value: HParam) -> HParam:
+        if value.kind == "range":
+            if self.kind not in ("int", "float"):
+                raise OptionError(
+                    f"Option {self.name!r} is {self.expects()}: tune it with "
+                    "HPARAM_CANDIDATES([...]), not HPARAM_RANGE",
+                    self.name,
+                )
+            low, high = (self.convert(v) for v in value.values)
+            if not low < high:
+                raise OptionError(
+                    f"Option {self.name!r}: HPARAM_RANGE needs low < high, got {low}, {high}",
+                    self.name,
+                )
+            return HParam("range", (low, high))
+        return HParam("candidates", tuple(self.convert(v) for v in value.values))
 
 
 def resolve(

@@ -15,7 +15,12 @@ import numpy as np
 import pyarrow as pa
 
 from sqlml.errors import ParityError
-from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.families import (
+    ANOMALY_DETECTION,
+    CLASSIFICATION,
+    CLUSTERING,
+    DIMENSIONALITY_REDUCTION,
+)
 from sqlml.runtime import ModelRuntime
 
 SAMPLE_ROWS = 1000
@@ -57,6 +62,13 @@ def check(pipeline: Any, runtime: ModelRuntime, rows: pa.Table, float32: bool) -
     elif task == CLUSTERING:
         expected, got = pipeline.transform(rows), onnx["distances"]
         labels_agree = _labels_agree(pipeline.predict(rows), onnx["label"], -expected, rtol)
+    elif task == DIMENSIONALITY_REDUCTION:
+        expected, got = pipeline.transform(rows), onnx["components"]
+    elif task == ANOMALY_DETECTION:
+        expected, got = pipeline.decision_function(rows), onnx["scores"]
+        same = np.asarray(pipeline.predict(rows)) == onnx["label"]
+        # A score within the tolerance of the threshold may fall either side.
+        labels_agree = float((same | (np.abs(expected) <= rtol)).mean())
     else:
         expected, got = pipeline.predict(rows), onnx["prediction"]
     expected = np.asarray(expected, dtype=np.float64).reshape(got.shape)
@@ -123,6 +135,8 @@ def check_sql(
         expected = onnx["distances"]
         labels_agree = _labels_agree(onnx["label"] + 1, np.array([r[-1] for r in result]),
                                      -expected, rtol)  # fmt: skip
+    elif record.task == DIMENSIONALITY_REDUCTION:
+        expected = onnx["components"]
     else:
         expected = onnx["prediction"].reshape(-1, 1)
     diff = np.abs(expected - got)

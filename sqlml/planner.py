@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from sqlml import families
+from sqlml.catalog import quote
 from sqlml.errors import ColumnNotFound, DataError, OptionError, QueryError, UnsupportedType
 from sqlml.families import CLASSIFICATION, REGRESSION, Family
 from sqlml.features import (
@@ -23,8 +24,8 @@ from sqlml.features import (
     Feature,
     type_id,
 )
-from sqlml.options import literal_value, resolve
-from sqlml.parser import CreateModel
+from sqlml.options import HParam, literal_value, resolve
+from sqlml.parser import CreateModel, Source
 
 CLASSIFICATION_LABEL_TYPES = INTEGER_TYPES | CATEGORICAL_TYPES
 
@@ -48,6 +49,9 @@ class TrainingPlan:
     query: str  # what DuckDB runs (ML calls inside expanded)
     label: dict[str, str] | None  # name, sql_type, type_id, output_type
     features: list[Feature]
+    transform: dict[str, Any] | None = None  # the fitted TRANSFORM (see transform.py)
+    split_column: str | None = None  # data_split_col, read but never a feature
+    imported: dict[str, Any] | None = None  # model_type 'onnx': the file read (onnx_import)
 
     @property
     def qualified(self) -> str:
@@ -68,17 +72,19 @@ class TrainingPlan:
                 for f in self.features
             ],
             "query": self.query,
+            "transform": self.transform,
+            "split_column": self.split_column,
         }
 
 
 def plan(
     statement: CreateModel,
     con: duckdb.DuckDBPyConnection,
-    source_text: str,
+    source: Source,
     expand: Callable[[Any], str],
 ) -> TrainingPlan:
-    """``source_text`` is the whole script (offsets in the tree refer to it); ``expand``
-    turns the RawSQL query into runnable DuckDB SQL."""
+    """``source`` is the script the statement comes from; ``expand`` turns its RawSQL into
+    runnable DuckDB SQL (ML calls inside expanded)."""
     table = statement.this
     schema = table.db or con.execute("SELECT current_schema()").fetchall()[0][0]
     name = table.name
@@ -99,34 +105,56 @@ def plan(
     family = families.get(given["model_type"])
     options = resolve(given, family.options, family.model_type, family.unsupported)
     options["model_type"] = family.model_type
+    _check_tuning(options, qualified)
 
     raw = statement.args["query"]
     query = expand(raw)
     columns = describe_query(con, query, f"The training query of model {qualified}")
     _check_unique(columns, qualified)
 
+    split_column = _split_column(options, columns, qualified)
+    labels = options.get("input_label_cols") or []
+    if family.supervised and len(labels) != 1:
+        raise OptionError(
+            f"input_label_cols of model {qualified} must name exactly one column, got {labels}",
+            "input_label_cols",
+        )
+    transform_meta = None
+    if statement.args.get("transform") is not None:
+        from sqlml import transform
+
+        items = transform.fit(con, source, statement.args["transform"], query, columns, qualified)
+        outputs = describe_query(
+            con, transform.transformed_query(items, query), f"The TRANSFORM of model {qualified}"
+        )
+        _check_unique(outputs, qualified)
+        label_output = _find(outputs, labels[0]) if labels else None
+        transform_meta = transform.stored(
+            items, outputs, label_output.name if label_output else None, columns
+        )
+        if split_column is not None:  # read for the split, never a feature
+            items = [*items, transform.Item(split_column.name, quote(split_column.name))]
+            outputs = [*outputs, split_column]
+        query, columns = transform.transformed_query(items, query), outputs
+
     label: dict[str, str] | None = None
-    feature_columns = columns
+    feature_columns = [c for c in columns if split_column is None or c.name != split_column.name]
     if family.supervised:
-        labels = options["input_label_cols"]
-        if len(labels) != 1:
-            raise OptionError(
-                f"input_label_cols of model {qualified} must name exactly one column, got {labels}",
-                "input_label_cols",
-            )
-        label_column = _find(columns, labels[0])
+        label_column = _find(feature_columns, labels[0])
         if label_column is None:
-            how = (
-                "Name the label with OPTIONS (input_label_cols = ['...'])"
-                if "input_label_cols" not in given
-                else "Fix input_label_cols or add the column to the query"
-            )
+            if "input_label_cols" not in given:
+                how = "Name the label with OPTIONS (input_label_cols = ['...'])"
+            elif transform_meta:
+                how = "Fix input_label_cols, or pass the label through the TRANSFORM list"
+            else:
+                how = "Fix input_label_cols or add the column to the query"
+            where = "TRANSFORM output" if transform_meta else "training query"
             raise ColumnNotFound(
-                f"Label column {labels[0]!r} of model {qualified} is not in the training "
-                f"query; its columns are: {', '.join(c.name for c in columns)}. {how}"
+                f"Label column {labels[0]!r} of model {qualified} is not in the {where}; its "
+                f"columns are: {', '.join(c.name for c in columns)}. {how}"
             )
         label = _label(label_column, family, qualified)
-        feature_columns = [c for c in columns if c is not label_column]
+        feature_columns = [c for c in feature_columns if c is not label_column]
     if not feature_columns:
         raise DataError(
             f"The training query of model {qualified} has no feature columns besides the "
@@ -145,7 +173,62 @@ def plan(
         query=query,
         label=label,
         features=features,
+        transform=transform_meta,
+        split_column=split_column.name if split_column else None,
     )
+
+
+def _split_column(options: dict[str, Any], columns: list[Column], qualified: str) -> Column | None:
+    """The column data_split_method 'custom' or 'seq' splits by (never a feature)."""
+    method = options.get("data_split_method")
+    wanted = options.get("data_split_col")
+    if method not in ("custom", "seq"):
+        if wanted is not None:
+            raise OptionError(
+                "data_split_col is used by data_split_method 'custom' or 'seq'; set one, or "
+                "remove data_split_col",
+                "data_split_col",
+            )
+        return None
+    if wanted is None:
+        raise OptionError(
+            f"data_split_method '{method}' needs data_split_col, the column to split by",
+            "data_split_col",
+        )
+    column = _find(columns, wanted)
+    if column is None:
+        raise ColumnNotFound(
+            f"data_split_col {wanted!r} of model {qualified} is not in the training query; "
+            f"its columns are: {', '.join(c.name for c in columns)}"
+        )
+    if method == "custom" and type_id(column.sql_type) != "boolean":
+        raise UnsupportedType(
+            f"data_split_col {column.name!r} is {column.sql_type}; data_split_method "
+            "'custom' needs a BOOLEAN column, TRUE for the evaluation rows"
+        )
+    if method == "custom" and options.get("data_split_test_fraction"):
+        raise OptionError(
+            "data_split_test_fraction does not apply to data_split_method 'custom'",
+            "data_split_test_fraction",
+        )
+    return column
+
+
+def _check_tuning(options: dict[str, Any], qualified: str) -> None:
+    tuned = [k for k, v in options.items() if isinstance(v, HParam)]
+    trials = options.get("num_trials", 1)
+    if tuned and trials < 2:
+        raise OptionError(
+            f"{', '.join(tuned)} of model {qualified} is a HPARAM_RANGE or HPARAM_CANDIDATES: "
+            "set num_trials to 2 or more to tune it, or give a single value",
+            tuned[0],
+        )
+    if trials > 1 and not tuned:
+        raise OptionError(
+            f"num_trials = {trials} but model {qualified} tunes nothing: give a hyperparameter "
+            "as HPARAM_RANGE(low, high) or HPARAM_CANDIDATES([...])",
+            "num_trials",
+        )
 
 
 def describe_query(con: duckdb.DuckDBPyConnection, query: str, what: str) -> list[Column]:

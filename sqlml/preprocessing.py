@@ -19,7 +19,7 @@ from sqlml.features import (
     CATEGORICAL,
     NULL_TOKEN,
     Feature,
-    encode,
+    matrix,
     numeric_matrix,
     string_values,
 )
@@ -101,17 +101,7 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pa.Table | RowSelection) -> np.ndarray:
-        # Filled feature by feature: the only other copy alive is one feature's block.
-        matrix = np.empty((X.num_rows, self.n_features_out_), dtype=np.float64)
-        position = 0
-        for feature in self.features_:
-            block = encode(feature, X.column(feature.name))
-            if self.float32:
-                # What the ONNX graph's Cast to float32 makes, so trees see the same values.
-                block = block.astype(np.float32)
-            matrix[:, position : position + feature.width] = block
-            position += feature.width
-        return matrix
+        return matrix(self.features_, X, self.float32)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.array([n for f in self.features_ for n in f.encoded_names()], dtype=object)

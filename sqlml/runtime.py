@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from sqlml.catalog import ModelRecord
-from sqlml.families import CLASSIFICATION, CLUSTERING
+from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, CLUSTERING, DIMENSIONALITY_REDUCTION
 from sqlml.features import CATEGORICAL, category_codes, input_values
 from sqlml.onnx_export import with_category_codes
 
@@ -45,6 +45,11 @@ def label_arrow_type(type_id: str) -> pa.DataType:
 
 def output_columns(record: ModelRecord) -> list[tuple[str, str]]:
     """(column name, SQL type) of what ML.PREDICT adds, in order."""
+    if record.task == DIMENSIONALITY_REDUCTION:
+        count = len(record.metadata["parameters"]["components"])
+        return [(f"principal_component_{i}", "DOUBLE") for i in range(1, count + 1)]
+    if record.task == ANOMALY_DETECTION:
+        return [("is_anomaly", "BOOLEAN"), ("anomaly_score", "DOUBLE")]
     if record.task == CLUSTERING:
         return [
             ("centroid_id", "BIGINT"),
@@ -138,28 +143,37 @@ class ModelRuntime:
         for role, value in zip(roles, values, strict=True):
             dtype = np.int64 if role == "label" else np.float64
             result[role] = np.asarray(value, dtype=dtype)
-        if "prediction" in result:
-            result["prediction"] = result["prediction"].reshape(-1)
+        for role in ("prediction", "label", "scores"):  # one value per row
+            if role in result:
+                result[role] = result[role].reshape(-1)
         return result
 
     def _empty(self) -> dict[str, np.ndarray]:
-        if self.record.task == CLUSTERING:
-            width = len(self.record.metadata["parameters"]["centroids"])
+        widths = {CLUSTERING: "centroids", DIMENSIONALITY_REDUCTION: "components"}
+        key = widths.get(self.record.task)
+        if key:
+            width = len(self.record.metadata["parameters"][key])
         else:
             width = len(self.record.classes or [])
-        empty = {
-            "prediction": np.zeros(0),
-            "label": np.zeros(0, np.int64),
-            "probabilities": np.zeros((0, width)),
-            "distances": np.zeros((0, width)),
+        return {
+            role: np.zeros(0, np.int64)
+            if role == "label"
+            else np.zeros((0, width) if role in ("probabilities", "distances", "components") else 0)
+            for role in self._outputs
         }
-        return {role: empty[role] for role in self._outputs}
 
     # -- Arrow results -----------------------------------------------------------------
 
     def output_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
         """One column ML.PREDICT adds (see output_columns), as an Arrow array."""
         task = self.record.task
+        if task == DIMENSIONALITY_REDUCTION:
+            return pa.array(outputs["components"][:, index], pa.float64())
+        if task == ANOMALY_DETECTION:
+            if index == 0:
+                return pa.array(outputs["label"] == -1, pa.bool_())
+            offset = self.record.metadata["parameters"]["offset"]
+            return pa.array(-(outputs["scores"] + offset), pa.float64())
         if task == CLUSTERING:
             if index == 0:
                 return pa.array(outputs["label"] + 1, pa.int64())
@@ -175,6 +189,18 @@ class ModelRuntime:
         names = [name for name, _ in self._columns]
         arrays = [self.output_array(outputs, i) for i in range(len(names))]
         return pa.StructArray.from_arrays(arrays, names=names)
+
+    def function_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
+        """What the model's SQL function number ``index`` returns (see
+        functions.function_outputs)."""
+        if self.record.task == DIMENSIONALITY_REDUCTION:
+            components = outputs["components"]
+            rows, k = components.shape
+            offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+            return pa.ListArray.from_arrays(offsets, pa.array(components.reshape(-1)))
+        if self.record.task == ANOMALY_DETECTION:
+            return self.output_array(outputs, 1)
+        return self.output_array(outputs, index)
 
     def __call__(self, *columns: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         return self.to_arrow(self.run(columns))

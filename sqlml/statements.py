@@ -18,13 +18,28 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 
-from sqlml.catalog import ModelRecord, quote, transaction
-from sqlml.errors import CatalogError, ModelExists, ModelNotFound, ParityError, SchemaNotFound
+import pyarrow as pa
+
+from sqlml.catalog import FORMAT_VERSION, ModelRecord, quote, transaction
+from sqlml.errors import (
+    CatalogError,
+    ModelExists,
+    ModelNotFound,
+    OptionError,
+    ParityError,
+    SchemaNotFound,
+)
 from sqlml.families import CLUSTERING
 from sqlml.functions import function_names, set_generation, udf_name
+from sqlml.metrics import METRICS
+from sqlml.options import jsonable_options
 from sqlml.parser import CreateModel, DescribeModel, DropModel, Statement
-from sqlml.query import evaluate_table
 from sqlml.runtime import ModelRuntime
+from sqlml.table_functions import evaluate_table, evaluation_sample
+
+# Rows of the training data the stored facts (loss curves, attributions, anomaly score
+# quantiles) are computed on: enough for stable figures, bounded time.
+SAMPLE_ROWS = 10_000
 
 if TYPE_CHECKING:
     from sqlml.connection import Connection
@@ -34,7 +49,7 @@ _LIBRARIES = ("sqlml", "duckdb", "sqlglot", "numpy", "pyarrow", "scikit-learn", 
 
 
 def create_model(connection: Connection, statement: Statement) -> None:
-    from sqlml import onnx_export, parity, planner, trainer  # heavy: only when training
+    from sqlml import planner, trainer  # heavy: only when training
 
     ast = statement.ast
     assert isinstance(ast, CreateModel)
@@ -55,76 +70,204 @@ def create_model(connection: Connection, statement: Statement) -> None:
     plan = planner.plan(
         ast,
         con,
-        statement.source.sql,
+        statement.source,
         lambda raw: connection.expander.expand_raw(statement.source, raw),
     )
     connection.functions.check_names_free(
         plan.schema, plan.name, plan.family.task, own=existing is not None
     )
     started = time.perf_counter()
-    trained = trainer.train(con, plan, connection.console)
     version = connection.catalog.next_version(plan.schema, plan.name)
-    metadata = _metadata(plan, trained, version)
+    if plan.imported is not None:
+        from sqlml import onnx_import
 
+        record, onnx_bytes, runtime = onnx_import.build(plan, version, _metadata(plan, version))
+        trials: list[tuple[ModelRecord, bytes]] = []
+    else:
+        trained = trainer.train(con, plan, connection.console)
+        record, onnx_bytes, runtime = _version(connection, plan, trained, trained.pipeline, version)
+        trials = _trial_versions(connection, plan, trained, record)
+    record.metadata["training"]["seconds"] = round(time.perf_counter() - started, 3)
+    _store(connection, existing, record, onnx_bytes, runtime, trials)
+
+
+def _version(
+    connection: Connection,
+    plan: Any,
+    trained: Any,
+    pipeline: Any,
+    version: int,
+    trial: Any = None,
+) -> tuple[ModelRecord, bytes, ModelRuntime]:
+    """One trained pipeline as a stored version: ONNX, parity figure, metrics and what the
+    inspection functions read. ``trial``: a tuning trial other than the optimal one."""
+    from sqlml import onnx_export, parity
+
+    family = plan.family
+    estimator = pipeline.named_steps["model"]
+    features = pipeline.named_steps["preprocess"].features_
+    metadata = _metadata(plan, version, trained, estimator, features)
+    chosen = trial or next((t for t in trained.trials if t.optimal), None)
+    if chosen is not None:  # tuned: the options this trial trained with
+        metadata["options"] = {**metadata["options"], **chosen.hyperparameters}
+        metadata["trial_id"] = chosen.trial_id
     with connection.console.phase("converting to ONNX"):
         onnx_bytes, outputs = onnx_export.to_onnx(
-            trained.features,
-            trained.estimator,
-            plan.family,
-            {
-                "sqlml_version": metadata["libraries"]["sqlml"],
-                "model": plan.qualified,
-                "version": str(version),
-                "task": plan.family.task,
-                "features": json.dumps(metadata["features"]),
-                "label": json.dumps(metadata["label"]),
-                "classes": json.dumps(metadata["classes"]),
-            },
+            features, estimator, family, onnx_export.properties(metadata)
         )
     metadata["onnx"] = {
         "size_bytes": len(onnx_bytes),
         "outputs": outputs,
-        "precision": "float32" if plan.family.float32 else "float64",
+        "precision": "float32" if family.float32 else "float64",
         "opset": onnx_export.TARGET_OPSET,
     }
     sha = hashlib.sha256(onnx_bytes).hexdigest()
-    record = ModelRecord(plan.schema, plan.name, version, metadata, sha)
+    trial_id = trial.trial_id if trial is not None else None
+    record = ModelRecord(plan.schema, plan.name, version, metadata, sha, trial_id)
     runtime = ModelRuntime(record, lambda: onnx_bytes)  # shared by parity, evaluation, UDF
 
-    columns = [f.name for f in trained.features]
+    data = trained.data.select([f.name for f in features] + _label_column(plan))
     with connection.console.phase("checking parity"):
-        rows = parity.sample(trained.data.select(columns), trained.train_rows, version)
-        metadata["parity"] = parity.check(trained.pipeline, runtime, rows, plan.family.float32)
+        rows = parity.sample(data.select([f.name for f in features]), trained.train_rows, version)
+        metadata["parity"] = parity.check(pipeline, runtime, rows, family.float32)
     with connection.console.phase("evaluating"):
-        evaluated = trained.eval_rows if len(trained.eval_rows) else trained.train_rows
-        metadata["metrics"] = evaluate_table(runtime, trained.data.take(evaluated))
-        metadata["evaluated_on"] = "held_out_rows" if len(trained.eval_rows) else "training_rows"
-        if plan.options.get("streaming"):
-            metadata["evaluated_on"] = f"a sample of the {metadata['evaluated_on']}"
-    with connection.console.phase("choosing inference"):
-        metadata["inference"] = _choose_inference(con, plan, record, runtime, rows)
-    metadata["training"]["seconds"] = round(time.perf_counter() - started, 3)
+        seconds = trial.seconds if trial is not None else trained.seconds.get("fit", 0.0)
+        _evaluate(plan, trained, runtime, data, estimator, seconds)
+    if trial is None:
+        with connection.console.phase("choosing inference"):
+            metadata["inference"] = _choose_inference(connection.duckdb, plan, record, runtime, rows)
+    else:
+        metadata["inference"] = {"path": "onnx", "reason": "a tuning trial"}
+    return record, onnx_bytes, runtime
 
+
+def _label_column(plan: Any) -> list[str]:
+    return [plan.label["name"]] if plan.label else []
+
+
+def _evaluate(
+    plan: Any, trained: Any, runtime: ModelRuntime, data: Any, estimator: Any, seconds: float
+) -> None:
+    """Metrics on the test rows (else the evaluation rows, else the training rows), and the
+    facts the inspection and explanation functions read later, into the metadata."""
+    from sqlml import anomaly, explain, inspection
+    from sqlml.features import matrix
+
+    record = runtime.record
+    metadata = record.metadata
+    seed = plan.options["random_seed"]
+    if len(trained.test_rows):
+        held, where = trained.test_rows, "test_rows"
+    elif len(trained.eval_rows):
+        held, where = trained.eval_rows, "held_out_rows"
+    else:
+        held, where = trained.train_rows, "training_rows"
+    if plan.options.get("streaming"):
+        where = f"a sample of the {where}"
+    metadata["evaluated_on"] = where
+    evaluation = data.take(pa.array(held))
+    training = data.take(pa.array(_at_most(trained.train_rows, SAMPLE_ROWS, seed)))
+    if record.task in METRICS:
+        metadata["metrics"] = evaluate_table(runtime, evaluation)
+    else:
+        metadata["metrics"] = {}
+    sample = evaluation_sample(runtime, evaluation, seed)
+    if sample is not None:
+        metadata["evaluation_sample"] = sample
+
+    metadata["feature_info"] = inspection.feature_info(
+        record.features, data.take(pa.array(trained.train_rows))
+    )
+    x_train = matrix(record.features, training, float32=plan.family.float32)
+    y_train = trained.y[_at_most(trained.train_rows, SAMPLE_ROWS, seed)] if trained.y is not None else None
+    evaluated = None
+    if len(trained.eval_rows):
+        rows = _at_most(trained.eval_rows, SAMPLE_ROWS, seed)
+        x_eval = matrix(record.features, data.take(pa.array(rows)), float32=plan.family.float32)
+        evaluated = (x_eval, trained.y[rows] if trained.y is not None else None)
+    metadata["training_info"] = inspection.training_info(
+        estimator,
+        record.task,
+        seconds,
+        (x_train, y_train),
+        evaluated,
+    )
+    if record.model_type in explain.LINEAR:
+        metadata["explain"] = {"mean_row": matrix(record.features, training).mean(axis=0).tolist()}
+    if plan.options.get("enable_global_explain"):
+        if not explain.explainable(record.model_type):
+            raise OptionError(
+                f"enable_global_explain: sqlml explains linear_reg, logistic_reg, boosted tree "
+                f"and random forest models, not {record.model_type}; remove the option",
+                "enable_global_explain",
+            )
+        explained = data.take(pa.array(_at_most(held, SAMPLE_ROWS, seed)))
+        outputs = runtime.run([explained.column(f.name) for f in record.features])
+        metadata["global_explain"] = explain.global_attributions(record, explained, outputs)
+    if record.task in anomaly.SCORE:
+        outputs = runtime.run([training.column(f.name) for f in record.features])
+        metadata["anomaly"] = anomaly.training_scores(record, outputs, training)
+
+
+def _at_most(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``rows``, drawn without replacement, in order."""
+    if len(rows) <= limit:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+
+
+def _trial_versions(
+    connection: Connection, plan: Any, trained: Any, record: ModelRecord
+) -> list[tuple[ModelRecord, bytes]]:
+    """The other successful trials of a tuned model, each a version of its own (stored
+    beside the model), and the trials' summary in the model's metadata."""
+    if not trained.trials:
+        return []
+    record.metadata["trials"] = [t.summary() for t in trained.trials]
+    out = []
+    for trial in trained.trials:
+        if trial.optimal or trial.status != "SUCCEEDED":
+            continue
+        trial_record, onnx_bytes, _ = _version(
+            connection, plan, trained, trial.pipeline, record.version, trial
+        )
+        out.append((trial_record, onnx_bytes))
+    return out
+
+
+def _store(
+    connection: Connection,
+    existing: ModelRecord | None,
+    record: ModelRecord,
+    onnx_bytes: bytes,
+    runtime: ModelRuntime,
+    trials: list[tuple[ModelRecord, bytes]],
+) -> None:
+    """Catalog rows and macros in one transaction; the UDF registered first and removed
+    again if storing fails, so nothing is left half made."""
+    con = connection.duckdb
     with connection.console.phase("storing"):
-        udf = connection.functions.register(record, runtime)
+        connection.functions.register(record, runtime)
         try:
             with transaction(con):
                 connection.catalog.ensure()
                 if existing is not None:
                     connection.functions.drop_macros(existing.schema, existing.name, existing.task)
                 connection.catalog.add_version(record, onnx_bytes)
+                for trial_record, trial_bytes in trials:
+                    connection.catalog.add_trial(trial_record, trial_bytes)
                 connection.functions.create_macros(record)
         except duckdb.Error as e:
-            connection.functions.unregister(udf)
-            raise CatalogError(f"Storing model {plan.qualified} failed: {e}") from e
+            connection.functions.unregister(udf_name(record))
+            raise CatalogError(f"Storing model {record.qualified} failed: {e}") from e
         except BaseException:
-            connection.functions.unregister(udf)
+            connection.functions.unregister(udf_name(record))
             raise
-        set_generation(con, record.schema, record.name, metadata["generation"])
+        set_generation(con, record.schema, record.name, record.metadata["generation"])
         if existing is not None:
             # Callers switch to the new version through the macros; nothing may keep
-            # scoring with the old one.
-            connection.functions.unregister(udf_name(existing))
+            # scoring with an old one.
+            connection.functions.unregister_model(record.schema, record.name, keep=record)
 
 
 def _choose_inference(
@@ -201,6 +344,10 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
     if meta.get("label"):
         rows.append(("label", meta["label"]["name"], meta["label"]["sql_type"]))
     rows += [("option", key, json.dumps(value)) for key, value in meta["options"].items()]
+    for name, sql_type in record.inputs if record.transform else []:
+        rows.append(("input", name, sql_type))
+    for item in (record.transform or {}).get("features", []):
+        rows.append(("transform", item["name"], item["sql"]))
     for feature in record.features:
         rows.append(("feature", feature.name, f"{feature.sql_type}: {feature.describe()}"))
     for i, value in enumerate(meta.get("classes") or []):
@@ -209,6 +356,9 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
     for i, centroid in enumerate(centroids):
         rows.append(("centroid", str(i + 1), json.dumps([round(v, 6) for v in centroid])))
     rows += [("metric", key, value) for key, value in meta["metrics"].items()]
+    for trial in meta.get("trials", []):
+        summary = {k: trial[k] for k in ("hyperparameters", "status", "is_optimal")}
+        rows.append(("trial", str(trial["trial_id"]), summary))
     rows.append(("metric", "evaluated_on", meta["evaluated_on"]))
     training = meta["training"]
     rows += [
@@ -249,41 +399,50 @@ def _check_schema(con: duckdb.DuckDBPyConnection, schema: str) -> None:
         )
 
 
-def _metadata(plan: Any, trained: Any, version: int) -> dict[str, Any]:
-    estimator = trained.estimator
+def _metadata(
+    plan: Any,
+    version: int,
+    trained: Any = None,
+    estimator: Any = None,
+    features: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The metadata every version has; ``trained`` is None for an imported model."""
     created = datetime.now(UTC)
     meta: dict[str, Any] = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "schema": plan.schema,
         "name": plan.name,
         "version": version,
         "model_type": plan.family.model_type,
         "task": plan.family.task,
-        "options": plan.options,
-        "options_given": plan.given,
+        "options": jsonable_options(plan.options),
+        "options_given": jsonable_options(plan.given),
         "label": plan.label,
-        "features": [f.to_dict() for f in trained.features],
-        "classes": trained.classes,
+        "features": [f.to_dict() for f in (features or plan.features)],
+        "classes": trained.classes if trained is not None else None,
         "key_metric": plan.family.key_metric,
         "created_at": created.replace(tzinfo=None).isoformat(sep=" "),
         # Microseconds since the epoch: orders every version ever made of a model name.
         "generation": int(created.timestamp() * 1_000_000),
         "training": {
             "sql": plan.training_sql,
-            "rows_read": trained.rows_read,
-            "rows_null_label": trained.rows_null_label,
-            "rows_train": trained.rows_train,
-            "rows_eval": trained.rows_eval,
-            "epochs": trained.epochs,
-            "split": trained.split_method,
-            "estimator": type(estimator).__name__,
-            "estimator_params": _jsonable(estimator.get_params()),
-            "warnings": trained.warnings,
+            "rows_read": trained.rows_read if trained else 0,
+            "rows_null_label": trained.rows_null_label if trained else 0,
+            "rows_train": trained.rows_train if trained else 0,
+            "rows_eval": trained.rows_eval if trained else 0,
+            "rows_test": len(trained.test_rows) if trained else 0,
+            "epochs": trained.epochs if trained else None,
+            "split": trained.split_method if trained else None,
+            "estimator": type(estimator).__name__ if estimator is not None else None,
+            "estimator_params": _jsonable(estimator.get_params()) if estimator is not None else {},
+            "warnings": trained.warnings if trained else [],
             "seconds": None,
         },
         "libraries": _library_versions(),
     }
-    if plan.family.parameters is not None:
+    if plan.transform is not None:
+        meta["transform"] = plan.transform
+    if plan.family.parameters is not None and estimator is not None:
         meta["parameters"] = plan.family.parameters(estimator)
     return meta
 

@@ -149,6 +149,7 @@ def train_streaming(
         y=_labels(data, label, classes, family.task),
         train_rows=np.arange(train_sample.num_rows),
         eval_rows=np.arange(train_sample.num_rows, data.num_rows),
+        test_rows=np.zeros(0, dtype=np.int64),
         rows_read=rows_read,
         rows_null_label=rows_read - rows,
         seconds={"read": fit_started - started, "fit": time.perf_counter() - fit_started},

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from sklearn.pipeline import Pipeline
 
 from sqlml.console import Console
-from sqlml.errors import DataError, Error, QueryError, TrainingError
+from sqlml.errors import DataError, Error, OptionError, QueryError, TrainingError
 from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
 from sqlml.features import Feature, numeric_values
 from sqlml.planner import TrainingPlan
@@ -40,6 +40,7 @@ class TrainedModel:
     y: np.ndarray | None  # label per row of data: class index or value
     train_rows: np.ndarray
     eval_rows: np.ndarray
+    test_rows: np.ndarray
     rows_read: int
     rows_null_label: int
     warnings: list[str] = field(default_factory=list)
@@ -48,6 +49,7 @@ class TrainedModel:
     rows_train: int | None = None
     rows_eval: int | None = None
     epochs: int | None = None
+    trials: list[Any] = field(default_factory=list)  # tuning.Trial, when tuned
 
     def __post_init__(self) -> None:
         if self.rows_train is None:
@@ -104,7 +106,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         label = data.column(plan.label["name"])
         y = numeric_values(label) if family.task == REGRESSION else None
 
-    train_rows, eval_rows = split(len(data), plan)
+    train_rows, eval_rows, test_rows = split(len(data), plan, data)
     if family.task == CLASSIFICATION:
         label = data.column(plan.label["name"])
         if pa.types.is_dictionary(label.type):  # ENUM labels are predicted as VARCHAR
@@ -118,39 +120,61 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         codes = pc.index_in(label, value_set=pa.array(classes, label.type))
         y = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
-    context = FitContext(
-        rows=len(train_rows),
-        random_seed=plan.options["random_seed"],
-        n_classes=len(classes) if classes else None,
-        baseline_loss=baseline_loss(family.task, y[train_rows] if y is not None else None),
-    )
-    estimator = family.build(plan.options, context)
-    preprocessor = FeaturePreprocessor(
-        features=plan.features,
-        standardize=family.standardize(plan.options),
-        float32=family.float32,
-    )
-    pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
-    train_table = data if len(eval_rows) == 0 else RowSelection(data, train_rows)
+    y_train = y[train_rows] if y is not None else None
+    weights = class_weights(plan, classes, y_train)
+    train_table = data if len(train_rows) == len(data) else RowSelection(data, train_rows)
 
-    fit_started = time.perf_counter()
-    caught: list[str] = []
-    with (
-        console.phase("fitting " + type(estimator).__name__),
-        warnings.catch_warnings(record=True) as recorded,
-    ):
-        warnings.simplefilter("always")
-        try:
-            pipeline.fit(train_table, y[train_rows] if y is not None else None)
-        except Error:
-            raise
-        except (ValueError, MemoryError, ArithmeticError) as e:
-            raise TrainingError(f"Training model {plan.qualified} failed: {e}") from e
-    for warning in recorded:
-        text = f"{warning.category.__name__}: {warning.message}"
-        if text not in caught:
-            caught.append(text)
-            console.warn(f"model {plan.qualified}: {text}")
+    def fit(options: dict[str, Any]) -> tuple[Any, list[str], float]:
+        """One fit of the pipeline with these options: (pipeline, warnings, seconds)."""
+        context = FitContext(
+            rows=len(train_rows),
+            random_seed=options["random_seed"],
+            n_classes=len(classes) if classes else None,
+            baseline_loss=baseline_loss(family.task, y_train),
+        )
+        estimator = family.build(options, context)
+        preprocessor = FeaturePreprocessor(
+            features=plan.features,
+            standardize=family.standardize(options),
+            float32=family.float32,
+        )
+        pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
+        started = time.perf_counter()
+        caught: list[str] = []
+        extra = {} if weights is None else {"model__sample_weight": weights}
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always")
+            try:
+                pipeline.fit(train_table, y_train, **extra)
+            except Error:
+                raise
+            except (ValueError, MemoryError, ArithmeticError) as e:
+                raise TrainingError(f"Training model {plan.qualified} failed: {e}") from e
+        for warning in recorded:
+            text = f"{warning.category.__name__}: {warning.message}"
+            if text not in caught:
+                caught.append(text)
+        return pipeline, caught, time.perf_counter() - started
+
+    trials: list[Any] = []
+    if plan.options.get("num_trials", 1) > 1:
+        from sqlml.tuning import tune
+
+        if len(eval_rows) == 0:
+            raise DataError(
+                f"Tuning model {plan.qualified} evaluates each trial on held-out rows, and "
+                f"its data_split_method '{plan.options['data_split_method']}' holds out none "
+                f"of its {len(data):,} rows; use data_split_method = 'random'"
+            )
+        with console.phase(f"tuning: {plan.options['num_trials']} trials"):
+            trials = tune(plan, fit, data, y, eval_rows, classes, console)
+        best = next(t for t in trials if t.optimal)
+        pipeline, caught, fit_seconds = best.pipeline, best.warnings, best.seconds
+    else:
+        with console.phase("fitting"):
+            pipeline, caught, fit_seconds = fit(dict(plan.options))
+    for text in caught:
+        console.warn(f"model {plan.qualified}: {text}")
 
     return TrainedModel(
         plan=plan,
@@ -161,15 +185,48 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         y=y,
         train_rows=train_rows,
         eval_rows=eval_rows,
+        test_rows=test_rows,
         rows_read=rows_read,
         rows_null_label=rows_null_label,
         warnings=caught,
-        seconds={"read": read_seconds, "fit": time.perf_counter() - fit_started},
+        seconds={"read": read_seconds, "fit": fit_seconds},
+        trials=trials,
     )
 
 
+def class_weights(
+    plan: TrainingPlan, classes: list[Any] | None, y: np.ndarray | None
+) -> np.ndarray | None:
+    """Per training row weights from auto_class_weights or class_weights, or None."""
+    options = plan.options
+    if classes is None or y is None:
+        return None
+    if options.get("auto_class_weights"):
+        if options.get("class_weights"):
+            raise OptionError(
+                "Give auto_class_weights or class_weights, not both", "class_weights"
+            )
+        counts = np.bincount(y, minlength=len(classes)).astype(float)
+        per_class = len(y) / (len(classes) * np.maximum(counts, 1.0))
+        return per_class[y]
+    given = options.get("class_weights")
+    if not given:
+        return None
+    by_label = {str(label): weight for label, weight in given}
+    unknown = sorted(set(by_label) - {str(c) for c in classes})
+    if unknown:
+        raise OptionError(
+            f"class_weights names {', '.join(unknown)}, not a class of the label; its classes "
+            f"are {', '.join(str(c) for c in classes)}",
+            "class_weights",
+        )
+    per_class = np.array([by_label.get(str(c), 1.0) for c in classes])
+    return per_class[y]
+
+
 def held_out(n: int, plan: TrainingPlan) -> int:
-    """How many of n labelled rows data_split_method holds out for evaluation."""
+    """How many of n labelled rows data_split_method 'auto_split' or 'random' holds out for
+    evaluation."""
     method = plan.options.get("data_split_method", "no_split")
     if method == "auto_split":
         if n < AUTO_SPLIT_SMALL:
@@ -178,28 +235,64 @@ def held_out(n: int, plan: TrainingPlan) -> int:
             n_eval = round(n * 0.2)
         else:
             n_eval = AUTO_SPLIT_ROWS
-    elif method == "random":
+    elif method in ("random", "seq"):
         n_eval = round(n * plan.options["data_split_eval_fraction"])
     else:
         n_eval = 0
-    if n_eval >= n:
+    n_test = round(n * plan.options.get("data_split_test_fraction", 0.0))
+    if n_eval + n_test >= n:
         raise DataError(
-            f"data_split_eval_fraction={plan.options['data_split_eval_fraction']} leaves no "
-            f"training rows out of {n} for model {plan.qualified}; lower it"
+            f"data_split_eval_fraction and data_split_test_fraction leave no training rows "
+            f"out of {n} for model {plan.qualified}; lower them"
         )
     return n_eval
 
 
-def split(n: int, plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Training and evaluation row indices, each in the query's row order."""
-    n_eval = held_out(n, plan)
+def split(
+    n: int, plan: TrainingPlan, data: pa.Table | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, evaluation and test row indices, each in the query's row order.
+
+    'custom': rows whose data_split_col is TRUE evaluate. 'seq': rows ordered by
+    data_split_col, the last evaluate (and the very last test). Otherwise a seeded random
+    draw."""
+    method = plan.options.get("data_split_method", "no_split")
     everything = np.arange(n)
-    if n_eval == 0:
-        return everything, np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(plan.options["random_seed"])
-    is_held_out = np.zeros(n, dtype=bool)
-    is_held_out[rng.permutation(n)[:n_eval]] = True
-    return everything[~is_held_out], everything[is_held_out]
+    n_test = round(n * plan.options.get("data_split_test_fraction", 0.0))
+    if method == "custom":
+        assert data is not None and plan.split_column is not None
+        flags = pc.fill_null(data.column(plan.split_column), False).to_numpy(zero_copy_only=False)
+        held = np.asarray(flags, dtype=bool)
+        if held.all():
+            raise DataError(
+                f"data_split_col {plan.split_column} is TRUE for every row of model "
+                f"{plan.qualified}: no row is left to train on"
+            )
+        return everything[~held], everything[held], np.zeros(0, dtype=np.int64)
+    n_eval = held_out(n, plan)
+    if method == "seq":
+        assert data is not None and plan.split_column is not None
+        order = np.asarray(
+            pc.sort_indices(
+                pa.table({"k": data.column(plan.split_column)}),
+                sort_keys=[("k", "ascending")],
+                null_placement="at_start",
+            )
+        )
+        tail = order[n - n_eval - n_test :]
+        return (
+            np.sort(order[: n - n_eval - n_test]),
+            np.sort(tail[:n_eval]),
+            np.sort(tail[n_eval:]),
+        )
+    if n_eval == 0 and n_test == 0:
+        return everything, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    permuted = np.random.default_rng(plan.options["random_seed"]).permutation(n)
+    return (
+        np.sort(permuted[n_eval + n_test :]),
+        np.sort(permuted[:n_eval]),
+        np.sort(permuted[n_eval : n_eval + n_test]),
+    )
 
 
 def baseline_loss(task: str, y: np.ndarray | None) -> float:

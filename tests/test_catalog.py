@@ -158,22 +158,40 @@ def test_newer_catalog_format_is_refused(db_path):
     raw.close()
 
 
-def test_older_catalog_format_is_migrated(db_path, monkeypatch):
+def test_format_1_catalog_is_migrated_to_format_2(db_path):
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(MASS.format(replace="", features="flipper_length_mm"))
+        expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
+    # A file written by format 1 had no model_trials table.
+    raw = duckdb.connect(str(db_path))
+    raw.execute("DROP TABLE sqlml.model_trials")
+    raw.execute("UPDATE sqlml.catalog_info SET value = '1' WHERE key = 'format_version'")
+    raw.close()
+    with pytest.raises(sqlml.CatalogError, match="open it once without read_only"):
+        sqlml.connect(db_path, read_only=True)
+    with sqlml.connect(db_path) as con:
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("2",)]
+        assert con.sql("SELECT count(*) FROM sqlml.model_trials").fetchall() == [(0,)]
+        assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
+        con.sql("DROP MODEL mass")  # DROP reaches the migrated table
+        assert con.sql("SELECT count(*) FROM sqlml.models").fetchall() == [(0,)]
+
+
+def test_later_format_migrations_run_in_order(db_path, monkeypatch):
     with sqlml.connect(db_path) as con:
         load_penguins(con)
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
 
-    # A later release: format 2 adds a column; opening a format-1 file migrates it.
+    # A later release: format 3 adds a column; opening a format-2 file migrates it.
     def add_notes(raw: duckdb.DuckDBPyConnection) -> None:
         raw.execute("ALTER TABLE sqlml.model_versions ADD COLUMN notes VARCHAR DEFAULT ''")
 
-    monkeypatch.setattr(catalog, "FORMAT_VERSION", 2)
-    monkeypatch.setitem(catalog.MIGRATIONS, 1, add_notes)
-    with pytest.raises(sqlml.CatalogError, match="open it once without read_only"):
-        sqlml.connect(db_path, read_only=True)
+    monkeypatch.setattr(catalog, "FORMAT_VERSION", 3)
+    monkeypatch.setitem(catalog.MIGRATIONS, 2, add_notes)
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("2",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
         assert con.sql("SELECT notes FROM sqlml.model_versions").fetchall() == [("",)]
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
 

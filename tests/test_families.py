@@ -22,6 +22,16 @@ ALL_TYPES = {
     "random_forest_regressor": "bill_depth_mm",
     "random_forest_classifier": "island",
     "kmeans": None,
+    "dnn_classifier": "species",
+    "dnn_regressor": "flipper_length_mm",
+    "pca": None,
+    "isolation_forest": None,
+}
+# What ML.PREDICT's first column is, and the model function's value that equals it.
+FIRST_OUTPUT = {
+    "kmeans": ("centroid_id", "m(p)"),
+    "pca": ("principal_component_1", "m(p)[1]"),
+    "isolation_forest": ("anomaly_score", "m(p)"),
 }
 
 
@@ -40,6 +50,8 @@ def test_every_model_type_end_to_end(con, model_type):
     options = f"model_type = '{model_type}'"
     if label:
         options += f", input_label_cols = ['{label}']"
+    if model_type == "pca":
+        options += ", num_principal_components = 3"
     con.sql(f"CREATE MODEL m OPTIONS ({options}) AS SELECT * FROM penguins")
 
     training = describe(con, "m", "training")
@@ -55,9 +67,9 @@ def test_every_model_type_end_to_end(con, model_type):
     assert float(parity["max_rel_diff"]) <= float(parity["tolerance"])
     assert parity["label_agreement"] in ("1.0", None)
 
-    first = {"kmeans": "centroid_id"}.get(model_type, f"predicted_{label}")
+    first, function = FIRST_OUTPUT.get(model_type, (f"predicted_{label}", "m(p)"))
     predicted = con.sql(f"SELECT {first} FROM ML.PREDICT(MODEL m, TABLE penguins)").fetchall()
-    assert predicted == con.sql("SELECT m(p) FROM penguins p").fetchall()
+    assert predicted == con.sql(f"SELECT {function} FROM penguins p").fetchall()
     assert None not in {row[0] for row in predicted}
     metrics = con.sql("SELECT * FROM ML.EVALUATE(MODEL m)").df()
     assert len(metrics) == 1 and metrics.notna().all(axis=None)
@@ -203,7 +215,8 @@ def test_data_split(rows, method, fraction, held_out):
         "data_split_eval_fraction": fraction,
         "random_seed": 1,
     }
-    train, evaluation = split(rows, plan)
+    train, evaluation, test = split(rows, plan)
+    assert len(test) == 0
     assert len(evaluation) == held_out
     assert len(train) + len(evaluation) == rows
     assert np.all(np.diff(train) > 0) and np.all(np.diff(evaluation) > 0)  # query order kept

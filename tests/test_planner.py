@@ -43,7 +43,7 @@ def render(con: sqlml.Connection, sql: str) -> Any:
         plan = planner.plan(
             statement.ast,
             con.duckdb,
-            sql,
+            statement.source,
             lambda raw: con.expander.expand_raw(statement.source, raw),
         )
         summary = plan.summary()

@@ -16,12 +16,16 @@ from sqlml.options import Option
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
 CLUSTERING = "clustering"
+DIMENSIONALITY_REDUCTION = "dimensionality_reduction"
+ANOMALY_DETECTION = "anomaly_detection"
 
 # The metric SHOW MODELS shows for each task, and whether larger is better.
 KEY_METRICS = {
     REGRESSION: "r2_score",
     CLASSIFICATION: "roc_auc",
     CLUSTERING: "davies_bouldin_index",
+    DIMENSIONALITY_REDUCTION: "total_explained_variance_ratio",
+    ANOMALY_DETECTION: "anomaly_rate",
 }
 
 
@@ -67,7 +71,7 @@ class Family:
 
     @property
     def supervised(self) -> bool:
-        return self.task != CLUSTERING
+        return self.task in (REGRESSION, CLASSIFICATION)
 
 
 REGISTRY: dict[str, Family] = {}
@@ -97,7 +101,7 @@ def all_families() -> list[Family]:
 
 def _load_builtins() -> None:
     # The built-in families register themselves on import, like plugins would.
-    from sqlml.families import kmeans, linear, trees  # noqa: F401
+    from sqlml.families import dnn, isolation_forest, kmeans, linear, pca, trees  # noqa: F401
 
 
 # -- options every family of a task shares ------------------------------------------------
@@ -115,7 +119,27 @@ SUPERVISED_OPTIONS: tuple[Option, ...] = (
         "str",
         "auto_split",
         "how evaluation rows are held out",
-        choices=("auto_split", "random", "no_split"),
+        choices=("auto_split", "random", "custom", "seq", "no_split"),
+    ),
+    Option(
+        "data_split_col",
+        "str",
+        None,
+        "'custom': a BOOLEAN column, TRUE for evaluation rows; 'seq': the column to order by",
+    ),
+    Option(
+        "data_split_test_fraction",
+        "float",
+        0.0,
+        "fraction of rows held out as a test set, on which the final metrics are computed",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Option(
+        "enable_global_explain",
+        "bool",
+        False,
+        "compute global feature attributions at training (ML.GLOBAL_EXPLAIN)",
     ),
     Option(
         "data_split_eval_fraction",
@@ -134,6 +158,39 @@ CLUSTERING_OPTIONS: tuple[Option, ...] = (
     Option("random_seed", "int", 0, "seed for the estimator", minimum=0),
 )
 
+TUNING_OPTIONS: tuple[Option, ...] = (
+    Option("num_trials", "int", 1, "hyperparameter tuning trials", minimum=1, maximum=1000),
+    Option("max_parallel_trials", "int", 1, "trials trained at once", minimum=1, maximum=64),
+    Option(
+        "hparam_tuning_algorithm",
+        "str",
+        "vizier_default",
+        "vizier_default (sqlml: a Parzen-estimator search), random_search or grid_search",
+        choices=("vizier_default", "random_search", "grid_search"),
+    ),
+    Option(
+        "hparam_tuning_objectives",
+        "str_list",
+        None,
+        "the metric the trials are ranked by; default: the model type's key metric",
+    ),
+)
+
+CLASS_WEIGHT_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "auto_class_weights",
+        "bool",
+        False,
+        "weigh classes inversely to their frequency",
+    ),
+    Option(
+        "class_weights",
+        "weights",
+        None,
+        "a weight per label, as [STRUCT('label', weight), ...]",
+    ),
+)
+
 INFERENCE_OPTION = Option(
     "inference",
     "str",
@@ -142,12 +199,8 @@ INFERENCE_OPTION = Option(
     "faster of the two",
     choices=("auto", "sql", "onnx"),
 )
-SUPERVISED_OPTIONS += (INFERENCE_OPTION,)
-CLUSTERING_OPTIONS += (INFERENCE_OPTION,)
-
-
-def common_options(task: str) -> tuple[Option, ...]:
-    return CLUSTERING_OPTIONS if task == CLUSTERING else SUPERVISED_OPTIONS
+SUPERVISED_OPTIONS += (INFERENCE_OPTION, *TUNING_OPTIONS)
+CLUSTERING_OPTIONS += (INFERENCE_OPTION, *TUNING_OPTIONS)
 
 
 STREAMING_OPTIONS: tuple[Option, ...] = (

@@ -15,6 +15,7 @@ import numpy as np
 
 from sqlml.errors import OptionError
 from sqlml.families import (
+    CLASS_WEIGHT_OPTIONS,
     CLASSIFICATION,
     EARLY_STOP_OPTIONS,
     REGRESSION,
@@ -221,16 +222,12 @@ register(
         model_type="logistic_reg",
         task=CLASSIFICATION,
         description="logistic regression, binary or multiclass",
-        options=SUPERVISED_OPTIONS + _COMMON,
+        options=SUPERVISED_OPTIONS + _COMMON + CLASS_WEIGHT_OPTIONS,
         build=build_logistic_reg,
         standardize=lambda options: True,
         parameters=linear_parameters,
         compile_sql=compile_linear,
         build_incremental=build_logistic_reg,
-        unsupported={
-            **_UNSUPPORTED,
-            "auto_class_weights": "class weights are not supported yet",
-            "class_weights": "class weights are not supported yet",
-        },
+        unsupported=_UNSUPPORTED,
     )
 )

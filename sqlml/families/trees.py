@@ -14,6 +14,7 @@ import numpy as np
 
 from sqlml.errors import OptionError
 from sqlml.families import (
+    CLASS_WEIGHT_OPTIONS,
     CLASSIFICATION,
     EARLY_STOP_OPTIONS,
     REGRESSION,
@@ -115,9 +116,6 @@ _UNSUPPORTED = {
     "colsample_bytree": "use colsample_bynode (features sampled at each split)",
     "colsample_bylevel": "use colsample_bynode (features sampled at each split)",
     "dart_normalize_type": "the DART booster is not available",
-    "enable_global_explain": "global explanations are not available yet",
-    "auto_class_weights": "class weights are not supported yet",
-    "class_weights": "class weights are not supported yet",
     "warm_start": "every CREATE MODEL trains from scratch",
 }
 
@@ -233,7 +231,7 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
                     _tree(
                         nodes["feature_idx"], nodes["num_threshold"], nodes["left"],
                         nodes["right"], nodes["is_leaf"].astype(bool),
-                        nodes["value"].reshape(-1, 1), nodes["count"], [k],
+                        nodes["value"].reshape(-1, 1), nodes["count"], [k], nodes["gain"],
                     )
                 )  # fmt: skip
         base = np.asarray(estimator._baseline_prediction, dtype=float).ravel().tolist()
@@ -248,7 +246,7 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
             trees.append(
                 _tree(
                     t.feature, t.threshold, t.children_left, t.children_right,
-                    t.children_left == -1, values, t.n_node_samples, outputs,
+                    t.children_left == -1, values, t.n_node_samples, outputs, _gains(t),
                 )
             )  # fmt: skip
         base = [0.0] * (n_classes if classifier else 1)
@@ -261,6 +259,7 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
                     _tree(
                         t.feature, t.threshold, t.children_left, t.children_right,
                         t.children_left == -1, t.value[:, 0, :1], t.n_node_samples, [k],
+                        _gains(t),
                     )
                 )  # fmt: skip
         scale = float(estimator.learning_rate)
@@ -281,11 +280,26 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
     return {"trees": trees, "base": base, "scale": scale, "link": link}
 
 
+def _gains(tree: Any) -> np.ndarray:
+    """Each split's impurity decrease, weighted by the rows through it (0 at leaves)."""
+    weight, impurity = tree.weighted_n_node_samples, tree.impurity
+    left, right = tree.children_left, tree.children_right
+    split = left != -1
+    gains = np.zeros(tree.node_count)
+    gains[split] = (
+        weight[split] * impurity[split]
+        - weight[left[split]] * impurity[left[split]]
+        - weight[right[split]] * impurity[right[split]]
+    )
+    return gains
+
+
 def _tree(
     feature: Any, threshold: Any, left: Any, right: Any, leaf: Any, values: Any, cover: Any,
-    outputs: list[int],
+    outputs: list[int], gain: Any,
 ) -> dict[str, Any]:  # fmt: skip
     return {
+        "gain": [float(v) for v in gain],
         "feature": [int(v) for v in feature],
         "threshold": [float(v) for v in threshold],
         "left": [int(v) for v in left],
@@ -363,7 +377,7 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             model_type=f"boosted_tree_{_suffix}",
             task=_task,
             description=f"gradient boosted trees ({_suffix})",
-            options=_BOOSTED,
+            options=_BOOSTED + (CLASS_WEIGHT_OPTIONS if _classifier else ()),
             build=lambda o, c, k=_classifier: _build_boosted(o, c, k),
             standardize=lambda options: False,
             float32=True,
@@ -378,7 +392,7 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             model_type=f"random_forest_{_suffix}",
             task=_task,
             description=f"random forest ({_suffix})",
-            options=_FOREST,
+            options=_FOREST + (CLASS_WEIGHT_OPTIONS if _classifier else ()),
             build=lambda o, c, k=_classifier: _build_forest(o, c, k),
             standardize=lambda options: False,
             float32=True,

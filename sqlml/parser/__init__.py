@@ -15,12 +15,13 @@ from sqlglot.expressions import Expr
 from sqlglot.tokens import Token, TokenType
 
 from sqlml.errors import ParseError
-from sqlml.parser.dialect import ML_FUNCTIONS, Sqlml, SqlmlParser, line_col
+from sqlml.parser.dialect import ML_FUNCTIONS, ML_PREPROCESSING, Sqlml, SqlmlParser, line_col
 from sqlml.parser.expressions import (
     CreateModel,
     DescribeModel,
     DropModel,
     MLFunction,
+    MLPreprocess,
     ModelOption,
     RawSQL,
     ShowModels,
@@ -28,10 +29,12 @@ from sqlml.parser.expressions import (
 
 __all__ = [
     "ML_FUNCTIONS",
+    "ML_PREPROCESSING",
     "CreateModel",
     "DescribeModel",
     "DropModel",
     "MLFunction",
+    "MLPreprocess",
     "MLSpan",
     "ModelOption",
     "RawSQL",
@@ -162,6 +165,12 @@ def find_ml_spans(source: Source, lo: int, hi: int) -> list[MLSpan]:
             and tokens[i + 3].token_type == TokenType.L_PAREN
         ):
             end = _matching_paren(source, i + 3, hi)
+            if (
+                end + 2 < hi
+                and _word(tokens[end + 1]) == "OVER"
+                and (tokens[end + 2].token_type == TokenType.L_PAREN)
+            ):
+                end = _matching_paren(source, end + 2, hi)  # an analytic preprocessing call
             spans.append(MLSpan(i, end + 1, "call"))
             i = end + 1
         elif _word(tokens[i]) == "SHOW" and i + 1 < hi and _word(tokens[i + 1]) == "MODELS":
@@ -216,6 +225,6 @@ def _classify(source: Source, lo: int, hi: int) -> Statement:
     return statement
 
 
-def parse_ml_call(source: Source, span: MLSpan) -> MLFunction:
+def parse_ml_call(source: Source, span: MLSpan) -> MLFunction | MLPreprocess:
     """The syntax tree of one ``ML.<fn>(...)`` call found by :func:`find_ml_spans`."""
     return _parse(source, span.lo, span.hi, method="call")  # type: ignore[return-value]

@@ -23,13 +23,28 @@ from sqlml.parser.expressions import (
     DescribeModel,
     DropModel,
     MLFunction,
+    MLPreprocess,
     ModelOption,
     RawSQL,
     ShowModels,
 )
 
-# ML.<name> table functions sqlml knows; any other ML.<name>( is an error, not a fallback.
-ML_FUNCTIONS: tuple[str, ...] = ("PREDICT", "EVALUATE")
+# ML.<name> table functions sqlml knows (MODEL first); any other ML.<name>( is an error,
+# not a fallback.
+ML_FUNCTIONS: tuple[str, ...] = (
+    "PREDICT", "EVALUATE", "TRANSFORM", "DETECT_ANOMALIES", "EXPLAIN_PREDICT",
+    "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE", "WEIGHTS", "TRAINING_INFO", "FEATURE_INFO",
+    "CONFUSION_MATRIX", "ROC_CURVE", "CENTROIDS", "PRINCIPAL_COMPONENTS",
+    "PRINCIPAL_COMPONENT_INFO", "TRIAL_INFO",
+)  # fmt: skip
+# BigQuery's preprocessing functions: scalar or analytic (OVER ()), in TRANSFORM or queries.
+ML_PREPROCESSING: tuple[str, ...] = (
+    "STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER",
+    "QUANTILE_BUCKETIZE", "BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "FEATURE_CROSS",
+    "POLYNOMIAL_EXPAND",
+)  # fmt: skip
+_QUERY_STARTS = {TokenType.SELECT, TokenType.FROM, TokenType.WITH, TokenType.VALUES,
+                 TokenType.TABLE, TokenType.PIVOT, TokenType.L_PAREN}  # fmt: skip
 
 
 def line_col(sql: str, offset: int) -> tuple[int, int]:
@@ -58,7 +73,7 @@ class SqlmlParser(DuckDBParser):
 
     FUNCTION_PARSERS = {
         **DuckDBParser.FUNCTION_PARSERS,
-        **{name: _ml_function_parser(name) for name in ML_FUNCTIONS},
+        **{name: _ml_function_parser(name) for name in ML_FUNCTIONS + ML_PREPROCESSING},
     }
 
     def raise_error(self, message: str, token: Token | None = None) -> None:
@@ -83,15 +98,31 @@ class SqlmlParser(DuckDBParser):
             return None
         exists = self._parse_exists(not_=True)
         name = self._parse_model_name("CREATE MODEL")
+        transform = None
+        if self._match_text_seq("TRANSFORM"):
+            if not (self._curr and self._curr.token_type == TokenType.L_PAREN):
+                self.raise_error("Expected ( after TRANSFORM")
+            transform = self._parse_raw_parenthesized(what="a select list")
         options: list[ModelOption] = []
         if self._match_text_seq("OPTIONS"):
             options = self._parse_model_options()
         if not self._match(TokenType.ALIAS):
-            self.raise_error("Expected OPTIONS (...) or AS <query> after the model name")
+            if options:
+                expected = "AS <query> after OPTIONS (...)"
+            elif transform is not None:
+                expected = "OPTIONS (...) or AS <query> after TRANSFORM (...)"
+            else:
+                expected = "TRANSFORM (...), OPTIONS (...) or AS <query> after the model name"
+            self.raise_error(f"Expected {expected}")
         query = self._parse_raw_rest("CREATE MODEL ... AS")
         return self.expression(
             CreateModel(
-                this=name, replace=bool(replace), exists=bool(exists), options=options, query=query
+                this=name,
+                replace=bool(replace),
+                exists=bool(exists),
+                options=options,
+                query=query,
+                transform=transform,
             )
         )
 
@@ -170,7 +201,7 @@ class SqlmlParser(DuckDBParser):
         self._advance(len(self._tokens) - self._index)
         return self._raw(first, last)
 
-    def _parse_raw_parenthesized(self) -> RawSQL:
+    def _parse_raw_parenthesized(self, what: str = "a query") -> RawSQL:
         """``( query )`` with balanced parentheses; the text between them, as written."""
         open_paren = self._curr
         self._advance()
@@ -187,7 +218,7 @@ class SqlmlParser(DuckDBParser):
         if not self._curr:
             self.raise_error("Unbalanced parentheses: this ( is never closed", open_paren)
         if first is self._curr:
-            self.raise_error("Expected a query inside ( )", open_paren)
+            self.raise_error(f"Expected {what} inside ( )", open_paren)
         raw = self._raw(first, self._prev)
         self._advance()  # the closing )
         return raw
@@ -215,32 +246,60 @@ class SqlmlParser(DuckDBParser):
             return self.expression(exp.Anonymous(this=name, expressions=args))
         return self._parse_ml_arguments(name)
 
-    def _parse_ml_arguments(self, name: str) -> MLFunction:
+    def _parse_ml_arguments(self, name: str) -> exp.Expr:
+        if name in ML_PREPROCESSING:
+            return self._parse_preprocessing_arguments(name)
         if not self._match_text_seq("MODEL"):
             self.raise_error(f"ML.{name} expects MODEL <name> as its first argument")
         model = self._parse_model_name(f"ML.{name}(MODEL")
         data: exp.Expr | None = None
         params: exp.Expr | None = None
+        extra: list[exp.Expr] = []
         while self._match(TokenType.COMMA):
-            if params is not None:
-                self.raise_error(f"ML.{name}: the STRUCT of settings must be the last argument")
             if self._match(TokenType.TABLE):
                 if data is not None:
                     self.raise_error(f"ML.{name} takes one input table or query", self._prev)
                 data = self._parse_table_parts()
-            elif self._curr and self._curr.token_type == TokenType.L_PAREN:
+            elif (
+                self._curr
+                and self._curr.token_type == TokenType.L_PAREN
+                and self._next
+                and self._next.token_type in _QUERY_STARTS
+            ):
                 if data is not None:
                     self.raise_error(f"ML.{name} takes one input table or query", self._curr)
                 data = self._parse_raw_parenthesized()
             elif self._curr and self._curr.token_type == TokenType.STRUCT:
+                if params is not None:
+                    self.raise_error(f"ML.{name} takes one STRUCT of settings", self._curr)
                 params = self._parse_bitwise()
             else:
-                self.raise_error(
-                    f"ML.{name}: expected TABLE <name>, (<query>) or STRUCT(...) after MODEL"
-                )
+                value = self._parse_bitwise()
+                if value is None:
+                    self.raise_error(
+                        f"ML.{name}: expected TABLE <name>, (<query>), STRUCT(...) or a value "
+                        "after MODEL"
+                    )
+                extra.append(value)
         if not self._curr or self._curr.token_type != TokenType.R_PAREN:
             self.raise_error(f"Expected , or ) in ML.{name}(...)")
-        return self.expression(MLFunction(this=name, model=model, input=data, params=params))
+        return self.expression(
+            MLFunction(this=name, model=model, input=data, params=params, extra=extra)
+        )
+
+    def _parse_preprocessing_arguments(self, name: str) -> MLPreprocess:
+        """ML.<fn>(arg, ...): each argument kept as written (it is DuckDB SQL)."""
+        args: list[RawSQL] = []
+        while self._curr and self._curr.token_type != TokenType.R_PAREN:
+            if args and not self._match(TokenType.COMMA):
+                self.raise_error(f"Expected , or ) in ML.{name}(...)")
+            first = self._curr
+            if self._parse_assignment() is None:
+                self.raise_error(f"Expected an argument of ML.{name}")
+            args.append(self._raw(first, self._prev))
+        if not args:
+            self.raise_error(f"ML.{name} needs an argument")
+        return self.expression(MLPreprocess(this=name, expressions=args))
 
     def parse_ml_call(self, raw_tokens: list[Token], sql: str) -> MLFunction:
         """Parse exactly ``ML . <name> ( ... )``: the tokens of one call inside a query."""
@@ -249,17 +308,21 @@ class SqlmlParser(DuckDBParser):
         )
         return t.cast(MLFunction, result[0])
 
-    def _parse_ml_call_only(self) -> MLFunction:
+    def _parse_ml_call_only(self) -> exp.Expr:
         self._advance(2)  # ML .
         name = self._curr.text.upper()
-        if name not in ML_FUNCTIONS:
+        if name not in ML_FUNCTIONS + ML_PREPROCESSING:
             self.raise_error(
                 f"Unknown function ML.{self._curr.text}; sqlml has "
-                + ", ".join(f"ML.{n}" for n in ML_FUNCTIONS)
+                + ", ".join(f"ML.{n}" for n in ML_FUNCTIONS + ML_PREPROCESSING)
             )
         self._advance(2)  # <name> (
         call = self._parse_ml_arguments(name)
         self._advance()  # )
+        if isinstance(call, MLPreprocess) and self._match_text_seq("OVER"):
+            if not (self._match(TokenType.L_PAREN) and self._match(TokenType.R_PAREN)):
+                self.raise_error(f"ML.{name}(...) OVER takes empty parentheses: OVER ()")
+            call.set("over", True)
         if self._curr:
             self.raise_error(f"Unexpected {self._curr.text!r} after ML.{name}(...)")
         return call

@@ -20,7 +20,8 @@ class RawSQL(exp.Expression):
 
 
 class CreateModel(exp.Expression):
-    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name [OPTIONS (...)] AS query."""
+    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name [TRANSFORM (...)] [OPTIONS (...)]
+    AS query."""
 
     arg_types = {
         "this": True,
@@ -28,6 +29,7 @@ class CreateModel(exp.Expression):
         "exists": False,
         "options": False,
         "query": False,
+        "transform": False,
     }
 
 
@@ -55,7 +57,18 @@ class MLFunction(exp.Expression):
     ``input`` is an ``exp.Table`` for ``TABLE t`` or a :class:`RawSQL` for ``(query)``.
     """
 
-    arg_types = {"this": True, "model": True, "input": False, "params": False}
+    arg_types = {"this": True, "model": True, "input": False, "params": False, "extra": False}
+
+    @property
+    def function(self) -> str:
+        return self.args["this"]
+
+
+class MLPreprocess(exp.Expression):
+    """A preprocessing function ``ML.<name>(arg, ...) [OVER ()]``; each argument a
+    :class:`RawSQL` as written."""
+
+    arg_types = {"this": True, "expressions": True, "over": False}
 
     @property
     def function(self) -> str:

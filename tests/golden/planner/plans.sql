@@ -101,3 +101,52 @@ CREATE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', num_parallel_tre
 -- case: ML.PREDICT inside the training query is expanded
 CREATE MODEL m2 OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
 AS SELECT body_mass_g, predicted_body_mass_g FROM ML.PREDICT(MODEL mass, TABLE penguins);
+
+-- case: TRANSFORM fitted: scalers become constants, inputs are what the TRANSFORM reads
+CREATE MODEL m TRANSFORM (ML.STANDARD_SCALER(flipper_length_mm) OVER () AS flipper,
+    ML.MIN_MAX_SCALER(bill_length_mm) OVER () AS bill, species, body_mass_g)
+OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+AS SELECT * FROM penguins;
+
+-- case: TRANSFORM without the label
+CREATE MODEL m TRANSFORM (flipper_length_mm * 2 AS f2)
+OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+AS SELECT * FROM penguins;
+
+-- case: custom split: the split column is read but never a feature
+CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'],
+    data_split_method = 'custom', data_split_col = 'is_eval')
+AS SELECT body_mass_g, flipper_length_mm, year = 2009 AS is_eval FROM penguins;
+
+-- case: custom split on a column that is not BOOLEAN
+CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'],
+    data_split_method = 'custom', data_split_col = 'year')
+AS SELECT body_mass_g, flipper_length_mm, year FROM penguins;
+
+-- case: seq split needs data_split_col
+CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'],
+    data_split_method = 'seq')
+AS SELECT body_mass_g, flipper_length_mm, year FROM penguins;
+
+-- case: tuning: ranges and candidates
+CREATE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'],
+    num_trials = 8, max_tree_depth = HPARAM_RANGE(2, 8), learn_rate = HPARAM_CANDIDATES([0.05, 0.1, 0.3]))
+AS SELECT body_mass_g, flipper_length_mm, species FROM penguins;
+
+-- case: a range without num_trials
+CREATE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'],
+    max_tree_depth = HPARAM_RANGE(2, 8))
+AS SELECT body_mass_g, flipper_length_mm FROM penguins;
+
+-- case: class_weights names a class the label does not have
+CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species'],
+    class_weights = [STRUCT('Adelie', 1.0), STRUCT('Dodo', 3.0)])
+AS SELECT species, flipper_length_mm FROM penguins;
+
+-- case: dnn_classifier with hidden_units
+CREATE MODEL m OPTIONS (model_type = 'dnn_classifier', input_label_cols = ['species'],
+    hidden_units = [16, 8], activation_fn = 'relu', dropout = 0.1)
+AS SELECT species, flipper_length_mm, bill_length_mm FROM penguins;
+
+-- case: pca without a component count
+CREATE MODEL m OPTIONS (model_type = 'pca') AS SELECT flipper_length_mm, bill_length_mm FROM penguins;
