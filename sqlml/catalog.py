@@ -114,10 +114,14 @@ class ModelRecord:
         the features."""
         if self.transform:
             return [(i["name"], i["sql_type"]) for i in self.transform["inputs"]]
+        if "imported" in self.metadata and not self.features:
+            return [(i["name"], i["sql_type"]) for i in self.metadata["imported"]["inputs"]]
         return [(f.name, f.sql_type) for f in self.features]
 
     def feature_sql(self) -> list[str]:
         """SQL of each feature over the input columns, referred to by name."""
+        if "imported" in self.metadata and not self.features:
+            return [quote(name) for name, _ in self.inputs]
         if self.transform:
             return [item["sql"] for item in self.transform["features"]]
         return [quote(f.name) for f in self.features]
@@ -272,7 +276,7 @@ class Catalog:
                 record.version,
                 meta["model_type"],
                 meta["label"]["name"] if meta.get("label") else None,
-                len(meta["features"]),
+                len(meta["features"]) or len(meta.get("imported", {}).get("inputs", [])),
                 meta["training"]["rows_train"],
                 meta["key_metric"],
                 meta["metrics"].get(meta["key_metric"]),

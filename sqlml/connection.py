@@ -19,6 +19,7 @@ from sqlml.parser import (
     CreateModel,
     DescribeModel,
     DropModel,
+    ExportModel,
     ShowModels,
     Statement,
     may_contain_ml,
@@ -192,6 +193,9 @@ class Connection:
             return None
         if isinstance(ast, DropModel):
             statements.drop_model(self, statement)
+            return None
+        if isinstance(ast, ExportModel):
+            statements.export_model(self, statement)
             return None
         if isinstance(ast, ShowModels):
             return self.expander.show_models_sql()

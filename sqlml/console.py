@@ -23,6 +23,9 @@ class Console:
     def phase(self, name: str) -> Iterator[None]:
         yield
 
+    def progress(self, done: int, total: int, unit: str) -> None:
+        """``done`` of ``total`` ``unit`` (iterations, trials, batches) inside a phase."""
+
     def warn(self, message: str) -> None:
         pass
 
@@ -42,6 +45,10 @@ class TerminalConsole(Console):
         self.stream.flush()
         yield
         self.stream.write(f"sqlml: {name} done in {time.perf_counter() - started:.2f}s\n")
+        self.stream.flush()
+
+    def progress(self, done: int, total: int, unit: str) -> None:
+        self.stream.write(f"sqlml:   {done} of {total} {unit}\n")
         self.stream.flush()
 
     def warn(self, message: str) -> None:

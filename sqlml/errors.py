@@ -86,6 +86,11 @@ class ParityError(Error, ArithmeticError):
     """The ONNX model disagrees with the scikit-learn model it was converted from."""
 
 
+class ModelFileError(Error, ValueError):
+    """An ONNX file to import that is missing, not valid ONNX, or unsafe; or an export
+    that cannot be written."""
+
+
 class CatalogError(Error, RuntimeError):
     """The catalog inside the database file is unreadable or from an unknown format."""
 
@@ -97,7 +102,9 @@ __all__ = [
     "DataError",
     "Error",
     "ModelExists",
+    "ModelFileError",
     "ModelNotFound",
+    "ModelTypeError",
     "NameConflict",
     "NotFound",
     "OptionError",

@@ -25,9 +25,9 @@ import duckdb
 from sqlml import compiler, families
 from sqlml.catalog import ModelRecord, quote
 from sqlml.errors import NameConflict
-from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, DIMENSIONALITY_REDUCTION
+from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, DIMENSIONALITY_REDUCTION, IMPORTED
 from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, type_id
-from sqlml.runtime import ModelRuntime, output_columns
+from sqlml.runtime import ModelRuntime, output_columns, runtime_for
 
 SQL, ONNX = "sql", "onnx"
 
@@ -73,6 +73,8 @@ def function_outputs(record: ModelRecord) -> list[tuple[str, str]]:
     class, a cluster id, a pca model's components as a list, an anomaly score), and a
     classifier's probabilities."""
     names = function_names(record.name, record.task)
+    if record.task == IMPORTED:  # the first output
+        return [(names[0], output_columns(record)[0][1])]
     if record.task == DIMENSIONALITY_REDUCTION:
         return [(names[0], "DOUBLE[]")]
     if record.task == ANOMALY_DETECTION:
@@ -93,8 +95,18 @@ def parameter_type(feature_sql_type: str, kind: str) -> str:
     return "DOUBLE"
 
 
+def udf_parameter_types(record: ModelRecord) -> list[str]:
+    """The SQL types of the UDF's arguments: one per feature (an imported model: per
+    input)."""
+    if record.task == IMPORTED:
+        return [t for _, t in record.inputs]
+    return [parameter_type(f.sql_type, f.kind) for f in record.features]
+
+
 def input_parameter_type(record: ModelRecord, name: str, sql_type: str) -> str:
     """The SQL type a model function declares for an input column."""
+    if record.task == IMPORTED:
+        return sql_type
     if not record.transform:
         feature = next(f for f in record.features if f.name == name)
         return parameter_type(feature.sql_type, feature.kind)
@@ -123,8 +135,12 @@ class FunctionRegistry:
         """The onnxruntime scorer of a version (ML.EVALUATE and parity use it too)."""
         name = udf_name(record)
         if name not in self.runtimes:
-            self.runtimes[name] = ModelRuntime(record, lambda: self._load(record))
+            self.runtimes[name] = runtime_for(record, lambda: self._load(record))
         return self.runtimes[name]
+
+    def onnx_bytes(self, record: ModelRecord) -> bytes:
+        """The stored ONNX file of a version (or trial), as it is in the catalog."""
+        return self._load(record)
 
     def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
         """Register the UDFs of a version scored by onnxruntime (no database change),
@@ -137,7 +153,7 @@ class FunctionRegistry:
         if inference(record) != ONNX or name in self._created:
             return
         scorer = self.runtime(record)
-        params = [parameter_type(f.sql_type, f.kind) for f in record.features]
+        params = udf_parameter_types(record)
         functions: list[tuple[str, Callable[..., object], str]] = [
             (name, lambda *columns: scorer(*columns), result_type(record))
         ]
@@ -245,9 +261,7 @@ class FunctionRegistry:
             fields = ", ".join(f"row[{_string(n)}]" for n, _ in record.inputs)
             by_row = [f"{function}({fields})" for function in qualified]
         else:
-            by_row = self.functions_sql(
-                record, [f"row[{_string(f.name)}]" for f in record.features]
-            )
+            by_row = self.functions_sql(record, [f"row[{_string(n)}]" for n, _ in record.inputs])
         # DuckDB expands a macro when a statement is bound and does not bind a prepared
         # statement again when the macro changes unless the statement reads a table. So a
         # prepared `SELECT m($1)` would keep scoring with the replaced model: the guard makes

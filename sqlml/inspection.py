@@ -90,11 +90,11 @@ def training_info(
         pairs = list(zip(train_curve, eval_curve, strict=True))
     elif getattr(estimator, "loss_curve_", None) is not None:
         curve = estimator.loss_curve_
-        final = _final_loss(estimator, task, evaluation)
+        final = final_loss(estimator, task, evaluation)
         pairs = [(float(loss), None) for loss in curve]
         pairs[-1] = (pairs[-1][0], final)
     else:
-        pairs = [(_final_loss(estimator, task, train), _final_loss(estimator, task, evaluation))]
+        pairs = [(final_loss(estimator, task, train), final_loss(estimator, task, evaluation))]
     rows = [
         {
             "training_run": 0,
@@ -110,7 +110,7 @@ def training_info(
     return rows
 
 
-def _final_loss(
+def final_loss(
     estimator: Any, task: str, rows: tuple[np.ndarray, np.ndarray | None] | None
 ) -> float | None:
     if rows is None or len(rows[0]) == 0:

@@ -111,16 +111,26 @@ def to_onnx(
 
 
 def properties(metadata: dict[str, Any]) -> dict[str, str]:
-    """What an ONNX file sqlml writes says about itself (``sqlml.*`` metadata_props)."""
-    return {
+    """What an ONNX file sqlml writes says about itself (``sqlml.*`` metadata_props):
+    enough for another sqlml to import it as the model it is (onnx_import). The fitted
+    parameters go along except a tree ensemble's (large, and only used to compile trees to
+    SQL and explain them)."""
+    properties = {
         "sqlml_version": metadata["libraries"]["sqlml"],
         "model": f"{metadata['schema']}.{metadata['name']}",
         "version": str(metadata["version"]),
+        "model_type": metadata["model_type"],
         "task": metadata["task"],
         "features": json.dumps(metadata["features"]),
         "label": json.dumps(metadata["label"]),
         "classes": json.dumps(metadata["classes"]),
     }
+    if metadata.get("transform"):
+        properties["transform"] = json.dumps(metadata["transform"])
+    parameters = metadata.get("parameters")
+    if parameters is not None and "trees" not in parameters:
+        properties["parameters"] = json.dumps(parameters)
+    return properties
 
 
 def with_category_codes(model_bytes: bytes, features: list[Feature]) -> bytes:
@@ -228,3 +238,81 @@ def _preprocessing(features: list[Feature], output: str, ml_opset: int) -> tuple
         blocks.append(prefix + "out")
     nodes.append(helper.make_node("Concat", blocks, [output], axis=1))
     return nodes, initializers, inputs
+
+
+# -- EXPORT MODEL ------------------------------------------------------------------------------
+
+SIDECAR_FORMAT = 1
+
+
+def sidecar(record: Any, onnx_file: str) -> dict[str, Any]:
+    """The JSON written beside an exported ONNX file: how to feed it from raw columns, what
+    it returns, and what happens outside the graph."""
+    from sqlml import compiler
+    from sqlml.catalog import quote
+    from sqlml.features import DATETIME
+
+    meta = record.metadata
+    inputs = []
+    outside: list[str] = []
+    imported = meta.get("imported")
+    if imported and not record.features:  # an ONNX file from elsewhere, as it came
+        inputs = [
+            {
+                "name": i["name"],
+                "sql_type": i["sql_type"],
+                "onnx_type": i["dtype"],
+                "shape": i["shape"],
+            }
+            for i in imported["inputs"]
+        ]
+    for feature in record.features:
+        entry: dict[str, Any] = {"name": feature.name, "sql_type": feature.sql_type}
+        if feature.kind == CATEGORICAL:
+            entry.update(
+                onnx_type="string",
+                shape=[None, 1],
+                null=NULL_TOKEN,
+                categories=feature.categories,
+            )
+            if feature.sql_type.upper() == "BOOLEAN":
+                outside.append(f"{feature.name}: BOOLEAN values are fed as 'true' / 'false'")
+        else:
+            entry.update(onnx_type="double", shape=[None, feature.input_width], null="NaN")
+            if feature.kind == DATETIME:
+                sql = compiler.raw_numeric_values(feature, quote(feature.name))
+                entry["parts"] = [
+                    {"part": part, "duckdb_sql": expr}
+                    for part, expr in zip(feature.parts, sql, strict=True)
+                ]
+                outside.append(
+                    f"{feature.name}: the {len(feature.parts)} date/time parts (in UTC) are "
+                    "computed before the graph; see parts"
+                )
+        inputs.append(entry)
+    if any(f.kind == CATEGORICAL for f in record.features):
+        outside.append(f"NULL text values are fed as {NULL_TOKEN!r} (U+0000)")
+    transform = meta.get("transform")
+    if transform:
+        select = ", ".join(f"{f['sql']} AS {f['name']}" for f in transform["features"])
+        outside.insert(
+            0,
+            "TRANSFORM: the graph's inputs are the TRANSFORM's outputs; compute them from the "
+            f"raw columns with this DuckDB select list: {select}",
+        )
+    return {
+        "sqlml_export": SIDECAR_FORMAT,
+        "onnx_file": onnx_file,
+        "model": record.qualified,
+        "version": record.version,
+        "trial_id": record.trial_id,
+        "model_type": meta["model_type"],
+        "task": meta["task"],
+        "label": meta.get("label"),
+        "classes": meta.get("classes"),
+        "inputs": inputs,
+        "outputs": meta["onnx"]["outputs"],
+        "transform": transform,
+        "outside_the_graph": outside,
+        "sqlml_version": meta["libraries"]["sqlml"],
+    }

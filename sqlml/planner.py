@@ -16,7 +16,7 @@ import duckdb
 from sqlml import families
 from sqlml.catalog import quote
 from sqlml.errors import ColumnNotFound, DataError, OptionError, QueryError, UnsupportedType
-from sqlml.families import CLASSIFICATION, REGRESSION, Family
+from sqlml.families import CLASSIFICATION, IMPORTED, REGRESSION, Family
 from sqlml.features import (
     CATEGORICAL_TYPES,
     INTEGER_TYPES,
@@ -51,11 +51,18 @@ class TrainingPlan:
     features: list[Feature]
     transform: dict[str, Any] | None = None  # the fitted TRANSFORM (see transform.py)
     split_column: str | None = None  # data_split_col, read but never a feature
-    imported: dict[str, Any] | None = None  # model_type 'onnx': the file read (onnx_import)
+    imported: Any = None  # model_type 'onnx': the file read (onnx_import.Imported)
 
     @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
+
+    @property
+    def task(self) -> str:
+        """The family's task; an imported sqlml export keeps the task it had."""
+        if self.imported is not None and self.imported.sqlml is not None:
+            return self.imported.sqlml["task"]
+        return self.family.task
 
     def summary(self) -> dict[str, Any]:
         """A stable, readable form (the planner's golden files)."""
@@ -107,7 +114,13 @@ def plan(
     options["model_type"] = family.model_type
     _check_tuning(options, qualified)
 
-    raw = statement.args["query"]
+    raw = statement.args.get("query")
+    if family.task == IMPORTED:
+        return _plan_import(statement, schema, name, family, options, given)
+    if raw is None:
+        raise QueryError(
+            f"CREATE MODEL {qualified} needs its training data: add AS <query> after OPTIONS"
+        )
     query = expand(raw)
     columns = describe_query(con, query, f"The training query of model {qualified}")
     _check_unique(columns, qualified)
@@ -175,6 +188,48 @@ def plan(
         features=features,
         transform=transform_meta,
         split_column=split_column.name if split_column else None,
+    )
+
+
+def _plan_import(
+    statement: CreateModel,
+    schema: str,
+    name: str,
+    family: Family,
+    options: dict[str, Any],
+    given: dict[str, Any],
+) -> TrainingPlan:
+    """model_type 'onnx': the file is read and checked now; nothing is trained."""
+    from sqlml import onnx_import
+
+    qualified = f"{schema}.{name}"
+    if statement.args.get("query") is not None or statement.args.get("transform") is not None:
+        raise OptionError(
+            f"model_type 'onnx' imports a trained model: remove the AS <query> (and TRANSFORM) "
+            f"from CREATE MODEL {qualified}",
+            "model_type",
+        )
+    if not options.get("model_path"):
+        raise OptionError(
+            f"model_type 'onnx' needs model_path, the ONNX file to import: OPTIONS "
+            f"(model_type = 'onnx', model_path = 'path/model.onnx')",
+            "model_path",
+        )
+    imported = onnx_import.read(options["model_path"], qualified)
+    return TrainingPlan(
+        schema=schema,
+        name=name,
+        replace=bool(statement.args.get("replace")),
+        if_not_exists=bool(statement.args.get("exists")),
+        family=family,
+        options=options,
+        given=given,
+        training_sql="",
+        query="",
+        label=onnx_import.label(imported),
+        features=onnx_import.features(imported),
+        transform=onnx_import.transform(imported),
+        imported=imported,
     )
 
 

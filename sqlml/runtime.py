@@ -14,10 +14,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sqlml.catalog import ModelRecord
-from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, CLUSTERING, DIMENSIONALITY_REDUCTION
-from sqlml.features import CATEGORICAL, category_codes, input_values
+from sqlml.errors import DataError
+from sqlml.families import (
+    ANOMALY_DETECTION,
+    CLASSIFICATION,
+    CLUSTERING,
+    DIMENSIONALITY_REDUCTION,
+    IMPORTED,
+)
+from sqlml.features import CATEGORICAL, category_codes, input_values, numeric_values
 from sqlml.onnx_export import with_category_codes
 
 THREADS = os.cpu_count() or 1
@@ -45,6 +53,8 @@ def label_arrow_type(type_id: str) -> pa.DataType:
 
 def output_columns(record: ModelRecord) -> list[tuple[str, str]]:
     """(column name, SQL type) of what ML.PREDICT adds, in order."""
+    if record.task == IMPORTED:
+        return [(o["column"], o["sql_type"]) for o in record.metadata["imported"]["outputs"]]
     if record.task == DIMENSIONALITY_REDUCTION:
         count = len(record.metadata["parameters"]["components"])
         return [(f"principal_component_{i}", "DOUBLE") for i in range(1, count + 1)]
@@ -67,6 +77,14 @@ def output_columns(record: ModelRecord) -> list[tuple[str, str]]:
     return [(predicted, "DOUBLE")]
 
 
+def runtime_for(record: ModelRecord, load: Callable[[], bytes]) -> ModelRuntime:
+    """The runtime of a stored version: a model sqlml trained (or exported and imported
+    again), or an ONNX file from elsewhere."""
+    if record.task == IMPORTED:
+        return ImportedRuntime(record, load)
+    return ModelRuntime(record, load)
+
+
 class ModelRuntime:
     """Runs one model version. ``load`` fetches the ONNX bytes when first needed."""
 
@@ -77,6 +95,9 @@ class ModelRuntime:
         self._lock = threading.Lock()
         self._outputs: dict[str, str] = record.metadata["onnx"]["outputs"]
         self._columns = output_columns(record)
+        self._categories: dict[str, pa.Array] = {}
+        if record.task == IMPORTED:
+            return
         if record.task == CLASSIFICATION:
             assert record.label is not None
             self._classes = pa.array(record.classes, label_arrow_type(record.label["type_id"]))
@@ -101,7 +122,7 @@ class ModelRuntime:
                     options.inter_op_num_threads = 1
                     assert self._load is not None
                     model = self._load()
-                    if self._categories:
+                    if self._categories:  # (empty for imported models)
                         model = with_category_codes(model, self.record.features)
                     self._session = ort.InferenceSession(
                         model, options, providers=["CPUExecutionProvider"]
@@ -204,6 +225,73 @@ class ModelRuntime:
 
     def __call__(self, *columns: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         return self.to_arrow(self.run(columns))
+
+
+class ImportedRuntime(ModelRuntime):
+    """An ONNX model from elsewhere: each input fed from the column of its name, each
+    output a column ``predicted_<output>`` (see onnx_import)."""
+
+    def feed(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        inputs = self.record.metadata["imported"]["inputs"]
+        return {
+            spec["name"]: _tensor(spec, column, self.record.qualified)
+            for spec, column in zip(inputs, columns, strict=True)
+        }
+
+    def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        outputs = self.record.metadata["imported"]["outputs"]
+        values = self.session.run([o["name"] for o in outputs], self.feed(columns))
+        return {o["name"]: np.asarray(v) for o, v in zip(outputs, values, strict=True)}
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        return {
+            o["name"]: np.zeros((0,) if o["width"] is None else (0, o["width"] or 0))
+            for o in self.record.metadata["imported"]["outputs"]
+        }
+
+    def output_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
+        spec = self.record.metadata["imported"]["outputs"][index]
+        value = outputs[spec["name"]]
+        rows = value.shape[0] if value.ndim else 0
+        if spec["width"] is None:
+            flat = value.reshape(rows)
+            return pa.array(flat.astype(object) if flat.dtype == object else flat)
+        matrix = value.reshape(rows, -1)
+        k = matrix.shape[1]
+        offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1).astype(np.float64)))
+
+    def function_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
+        return self.output_array(outputs, index)
+
+
+def _tensor(spec: dict[str, Any], column: pa.Array | pa.ChunkedArray, model: str) -> np.ndarray:
+    """One column as the input tensor ``spec`` describes; NULL only where it can be NaN."""
+    dtype = np.dtype(object) if spec["dtype"] == "object" else np.dtype(spec["dtype"])
+    width = spec["width"]
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if width is not None:  # a LIST column, one list of ``width`` numbers per row
+        lengths = pc.list_value_length(column)
+        if column.null_count or not pc.all(pc.equal(lengths, width)).as_py():
+            raise DataError(
+                f"Input {spec['name']} of model {model} takes a list of {width} numbers per "
+                "row; a row has a NULL list or another length"
+            )
+        column = pc.list_flatten(column)
+    if column.null_count and dtype.kind != "f":
+        raise DataError(
+            f"Input {spec['name']} of model {model} is {spec['sql_type']} and cannot be NULL; "
+            f"fill it, e.g. coalesce({spec['name']}, ...)"
+        )
+    if dtype == object:
+        strings = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
+        values = np.asarray(strings, dtype=object)
+    elif dtype.kind == "f":
+        values = numeric_values(column).astype(dtype)  # NULL -> NaN
+    else:
+        values = np.asarray(column.to_numpy(zero_copy_only=False)).astype(dtype)
+    return values.reshape([-1 if d is None else d for d in spec["shape"]])
 
 
 def _class_list(classes: pa.Array, probabilities: np.ndarray) -> pa.ListArray:

@@ -13,6 +13,7 @@ import platform
 import time
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -24,16 +25,17 @@ from sqlml.catalog import FORMAT_VERSION, ModelRecord, quote, transaction
 from sqlml.errors import (
     CatalogError,
     ModelExists,
+    ModelFileError,
     ModelNotFound,
     OptionError,
     ParityError,
     SchemaNotFound,
 )
-from sqlml.families import CLUSTERING
+from sqlml.families import CLUSTERING, KEY_METRICS
 from sqlml.functions import function_names, set_generation, udf_name
 from sqlml.metrics import METRICS
-from sqlml.options import jsonable_options
-from sqlml.parser import CreateModel, DescribeModel, DropModel, Statement
+from sqlml.options import jsonable_options, literal_value
+from sqlml.parser import CreateModel, DescribeModel, DropModel, ExportModel, Statement
 from sqlml.runtime import ModelRuntime
 from sqlml.table_functions import evaluate_table, evaluation_sample
 
@@ -74,7 +76,7 @@ def create_model(connection: Connection, statement: Statement) -> None:
         lambda raw: connection.expander.expand_raw(statement.source, raw),
     )
     connection.functions.check_names_free(
-        plan.schema, plan.name, plan.family.task, own=existing is not None
+        plan.schema, plan.name, plan.task, own=existing is not None
     )
     started = time.perf_counter()
     version = connection.catalog.next_version(plan.schema, plan.name)
@@ -303,6 +305,70 @@ def _choose_inference(
     return {"path": "sql", "reason": reason, "parity": figure}
 
 
+EXPORT_OPTIONS = ("uri", "trial_id")
+
+
+def export_model(connection: Connection, statement: Statement) -> None:
+    """EXPORT MODEL m OPTIONS (uri = 'path/m.onnx' | 'folder/' [, trial_id = n]): the ONNX
+    file plain onnxruntime runs, and a JSON sidecar beside it (onnx_export.sidecar). Both
+    are written to temporary names first, so a failure leaves no partial file."""
+    import os
+
+    from sqlml.onnx_export import sidecar
+    from sqlml.tuning import trial_record
+
+    ast = statement.ast
+    assert isinstance(ast, ExportModel)
+    record = connection.expander.lookup(ast.this)
+    given = {}
+    for option in ast.args.get("options") or []:
+        key = option.this.name.lower()
+        if key not in EXPORT_OPTIONS:
+            raise OptionError(
+                f"Unknown option {key!r} for EXPORT MODEL; valid: {', '.join(EXPORT_OPTIONS)}",
+                key,
+            )
+        given[key] = literal_value(option.expression, key)
+    uri = given.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise OptionError(
+            f"EXPORT MODEL {record.qualified} needs OPTIONS (uri = 'path/model.onnx'), the "
+            "file to write (or an existing folder)",
+            "uri",
+        )
+    if "trial_id" in given:
+        record = trial_record(connection.expander, record, given["trial_id"], "EXPORT MODEL")
+    path = Path(uri).expanduser()
+    if path.is_dir():
+        path = path / f"{record.name}.onnx"
+    if path.suffix.lower() != ".onnx":
+        raise OptionError(
+            f"EXPORT MODEL {record.qualified}: uri {uri!r} must name an .onnx file or an "
+            "existing folder",
+            "uri",
+        )
+    if not path.parent.is_dir():
+        raise ModelFileError(
+            f"EXPORT MODEL {record.qualified}: folder {str(path.parent)!r} does not exist; "
+            "create it first"
+        )
+    onnx_bytes = connection.functions.onnx_bytes(record)
+    side = json.dumps(sidecar(record, path.name), indent=2, ensure_ascii=False) + "\n"
+    targets = [(path, onnx_bytes), (path.with_suffix(".json"), side.encode())]
+    written: list[Path] = []
+    try:
+        for target, data in targets:
+            temporary = target.with_name(f".{target.name}.sqlml-tmp")
+            temporary.write_bytes(data)
+            written.append(temporary)
+        for (target, _), temporary in zip(targets, written, strict=True):
+            os.replace(temporary, target)
+    except OSError as e:
+        for temporary in written:
+            temporary.unlink(missing_ok=True)
+        raise ModelFileError(f"EXPORT MODEL {record.qualified} could not write {path}: {e}") from e
+
+
 def drop_model(connection: Connection, statement: Statement) -> None:
     ast = statement.ast
     assert isinstance(ast, DropModel)
@@ -378,7 +444,14 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
         ("onnx", "precision", meta["onnx"]["precision"]),
         ("onnx", "sha256", record.onnx_sha256),
     ]
-    rows += [("parity", key, value) for key, value in meta["parity"].items()]
+    rows += [("parity", key, value) for key, value in meta.get("parity", {}).items()]
+    imported = meta.get("imported")
+    if imported:
+        rows.append(("imported", "path", imported["path"]))
+        if "sqlml_model_type" in imported:
+            rows.append(("imported", "sqlml_model_type", imported["sqlml_model_type"]))
+        rows += [("imported", "input", i) for i in imported["inputs"]]
+        rows += [("imported", "output", o) for o in imported["outputs"]]
     chosen = meta.get("inference", {"path": "onnx"})
     rows.append(("inference", "path", chosen["path"]))
     rows.append(("inference", "reason", chosen.get("reason")))
@@ -414,13 +487,13 @@ def _metadata(
         "name": plan.name,
         "version": version,
         "model_type": plan.family.model_type,
-        "task": plan.family.task,
+        "task": plan.task,
         "options": jsonable_options(plan.options),
         "options_given": jsonable_options(plan.given),
         "label": plan.label,
         "features": [f.to_dict() for f in (features or plan.features)],
         "classes": trained.classes if trained is not None else None,
-        "key_metric": plan.family.key_metric,
+        "key_metric": KEY_METRICS[plan.task],
         "created_at": created.replace(tzinfo=None).isoformat(sep=" "),
         # Microseconds since the epoch: orders every version ever made of a model name.
         "generation": int(created.timestamp() * 1_000_000),

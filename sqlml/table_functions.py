@@ -341,6 +341,11 @@ def evaluate_call(call: Call) -> str:
         )
     threshold = call.threshold()
     if call.data is None:
+        if not record.metadata["metrics"]:
+            raise ArgumentError(
+                f"ML.EVALUATE(MODEL {record.qualified}) needs rows to evaluate on: the model "
+                "was imported, so sqlml keeps no evaluation of it. Add TABLE <name> or (<query>)"
+            )
         if threshold is None:
             return _metrics_sql(record, record.metadata["metrics"])
         y, outputs = _stored(call)
@@ -451,9 +456,9 @@ def _load() -> None:
         Spec(roc_curve, "optional", frozenset(), frozenset({CLASSIFICATION}), extra=True,
              needs="binary classifier"),
     )  # fmt: skip
-    from sqlml import anomaly, explain, inspection, transform
+    from sqlml import anomaly, explain, inspection, transform, tuning
 
-    for module in (anomaly, explain, inspection, transform):
+    for module in (anomaly, explain, inspection, transform, tuning):
         module.register_functions(register, supervised)
 
 

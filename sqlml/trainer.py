@@ -167,7 +167,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
                 f"of its {len(data):,} rows; use data_split_method = 'random'"
             )
         with console.phase(f"tuning: {plan.options['num_trials']} trials"):
-            trials = tune(plan, fit, data, y, eval_rows, classes, console)
+            trials = tune(plan, fit, data, y, train_rows, eval_rows, console)
         best = next(t for t in trials if t.optimal)
         pipeline, caught, fit_seconds = best.pipeline, best.warnings, best.seconds
     else:
@@ -275,8 +275,7 @@ def split(
         order = np.asarray(
             pc.sort_indices(
                 pa.table({"k": data.column(plan.split_column)}),
-                sort_keys=[("k", "ascending")],
-                null_placement="at_start",
+                sort_keys=[("k", "ascending", "at_start")],
             )
         )
         tail = order[n - n_eval - n_test :]

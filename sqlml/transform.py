@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
@@ -287,7 +288,7 @@ def _expand_struct(fitter: _Fitter, call: MLPreprocess) -> list[tuple[str, str]]
     """FEATURE_CROSS and POLYNOMIAL_EXPAND: (field name, SQL) of each output."""
     function = f"ML.{call.function}"
     args = call.expressions
-    struct = _DIALECT.parse_one(fitter.arg(args[0]))
+    struct = sqlglot.parse_one(fitter.arg(args[0]), dialect=_DIALECT)
     if not isinstance(struct, exp.Struct) or len(struct.expressions) < 2:
         raise ArgumentError(f"{function} takes STRUCT(a, b, ...) of at least two columns")
     fields = []
@@ -323,13 +324,13 @@ def _expand_struct(fitter: _Fitter, call: MLPreprocess) -> list[tuple[str, str]]
 
 def _literal(raw: RawSQL, function: str) -> Any:
     try:
-        return literal_value(_DIALECT.parse_one(raw.text), function)
+        return literal_value(sqlglot.parse_one(raw.text, dialect=_DIALECT), function)
     except OptionError as e:
         raise ArgumentError(f"{function}: {e}") from None
 
 
 def _struct(raw: RawSQL, function: str) -> dict[str, Any]:
-    node = _DIALECT.parse_one(raw.text)
+    node = sqlglot.parse_one(raw.text, dialect=_DIALECT)
     if not isinstance(node, exp.Struct):
         raise ArgumentError(f"{function}: settings are written STRUCT(value AS name, ...)")
     settings = {}

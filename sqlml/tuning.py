@@ -48,6 +48,8 @@ SMALLER_IS_BETTER = {
 }  # fmt: skip
 GOOD_SHARE = 0.25
 CANDIDATES_PER_STEP = 24
+PROPOSALS = 100  # draws before concluding every combination has been tried
+LOSS_SAMPLE_ROWS = 10_000
 
 
 @dataclass
@@ -102,8 +104,8 @@ def tune(
     fit: Callable[[dict[str, Any]], tuple[Any, list[str], float]],
     data: pa.Table,
     y: np.ndarray | None,
+    train_rows: np.ndarray,
     eval_rows: np.ndarray,
-    classes: list[Any] | None,
     console: Console,
 ) -> list[Trial]:
     space = {k: v for k, v in plan.options.items() if isinstance(v, HParam)}
@@ -114,6 +116,12 @@ def tune(
     rng = np.random.default_rng(plan.options["random_seed"])
     evaluation = RowSelection(data, eval_rows)
     y_eval = y[eval_rows] if y is not None else None
+    # The training loss is measured on (a sample of) the training rows.
+    sampled = train_rows
+    if len(train_rows) > LOSS_SAMPLE_ROWS:
+        sampled = np.sort(rng.choice(train_rows, LOSS_SAMPLE_ROWS, replace=False))
+    training = RowSelection(data, sampled)
+    y_train = y[sampled] if y is not None else None
     grid = _grid(space) if algorithm == "grid_search" else None
     if grid is not None:
         count = min(count, len(grid))
@@ -125,7 +133,8 @@ def tune(
             trial.pipeline, trial.warnings, trial.seconds = fit(options)
             trial.metrics = _metrics(plan, trial.pipeline, evaluation, y_eval)
             trial.objective = trial.metrics.get(metric)
-            trial.training_loss, trial.eval_loss = _losses(plan, trial.pipeline, evaluation, y_eval)
+            trial.training_loss = _loss(plan, trial.pipeline, training, y_train)
+            trial.eval_loss = _loss(plan, trial.pipeline, evaluation, y_eval)
             trial.status = "SUCCEEDED" if trial.objective is not None else "FAILED"
             if trial.objective is None:
                 trial.error = f"{metric} is undefined on the evaluation rows"
@@ -133,20 +142,35 @@ def tune(
             trial.status, trial.error = "FAILED", str(e)
         return trial
 
+    tried: set[str] = set()
+
+    def propose(trial_id: int) -> dict[str, Any] | None:
+        """The next hyperparameters, never ones already tried (None: the space is used up)."""
+        if grid is not None:
+            return grid[trial_id - 1]
+        for attempt in range(PROPOSALS):
+            if algorithm == "random_search" or len(trials) < _startup(count) or attempt:
+                values = {k: _random(v, rng) for k, v in space.items()}
+            else:
+                values = _parzen(space, trials, larger_is_better, rng)
+            key = repr(sorted(values.items()))
+            if key not in tried:
+                tried.add(key)
+                return values
+        return None
+
     with ThreadPoolExecutor(parallel) as pool:
         while len(trials) < count:
             batch = []
             for _ in range(min(parallel, count - len(trials))):
-                trial_id = len(trials) + len(batch) + 1
-                if grid is not None:
-                    values = grid[trial_id - 1]
-                elif algorithm == "random_search" or len(trials) < _startup(count):
-                    values = {k: _random(v, rng) for k, v in space.items()}
-                else:
-                    values = _parzen(space, trials, larger_is_better, rng)
-                batch.append(Trial(trial_id, values))
+                values = propose(len(trials) + len(batch) + 1)
+                if values is None:
+                    break
+                batch.append(Trial(len(trials) + len(batch) + 1, values))
+            if not batch:
+                break  # every combination of a small space is tried
             trials += list(pool.map(run, batch))
-            console.warn(f"tuning: {len(trials)} of {count} trials done") if False else None
+            console.progress(len(trials), count, "trials")
     done = [t for t in trials if t.status == "SUCCEEDED"]
     if not done:
         raise OptionError(
@@ -286,14 +310,13 @@ def _metrics(
     return evaluate(task, _outputs(plan, pipeline, rows), y, centroids)
 
 
-def _losses(
+def _loss(
     plan: TrainingPlan, pipeline: Any, rows: RowSelection, y: np.ndarray | None
-) -> tuple[float | None, float | None]:
-    from sqlml.inspection import _final_loss
+) -> float | None:
+    from sqlml.inspection import final_loss
 
-    estimator = pipeline.named_steps["model"]
     x = pipeline.named_steps["preprocess"].transform(rows)
-    return None, _final_loss(estimator, plan.family.task, (x, y))
+    return final_loss(pipeline.named_steps["model"], plan.family.task, (x, y))
 
 
 # -- using the trials -------------------------------------------------------------------------

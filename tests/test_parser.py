@@ -12,6 +12,8 @@ from sqlml.parser import (
     CreateModel,
     DescribeModel,
     DropModel,
+    ExportModel,
+    MLPreprocess,
     ShowModels,
     find_ml_spans,
     parse_ml_call,
@@ -44,6 +46,18 @@ def render(sql: str) -> Any:
                         for o in ast.args["options"]
                     },
                     "query": ast.args["query"].text,
+                    "transform": ast.args["transform"].text if ast.args.get("transform") else None,
+                }
+            )
+        elif isinstance(ast, ExportModel):
+            out.append(
+                {
+                    "statement": "EXPORT MODEL",
+                    **_name(ast.this),
+                    "options": {
+                        o.this.name: literal_value(o.expression, o.this.name)
+                        for o in ast.args["options"]
+                    },
                 }
             )
         elif isinstance(ast, DropModel):
@@ -69,7 +83,17 @@ def render(sql: str) -> Any:
                         "line": e.line,
                         "col": e.col,
                     }
+                if isinstance(call, MLPreprocess):
+                    calls.append(
+                        {
+                            "function": f"ML.{call.function}",
+                            "arguments": [a.text for a in call.expressions],
+                            "over": bool(call.args.get("over")),
+                        }
+                    )
+                    continue
                 data = call.args.get("input")
+                params = call.args.get("params")
                 calls.append(
                     {
                         "function": f"ML.{call.function}",
@@ -79,6 +103,8 @@ def render(sql: str) -> Any:
                         else {"query": data.text}
                         if hasattr(data, "text") and data.key == "rawsql"
                         else {"table": data.sql()},
+                        "settings": params.sql(dialect="duckdb") if params else None,
+                        "extra": [e.sql(dialect="duckdb") for e in call.args.get("extra") or []],
                     }
                 )
             out.append({"statement": "DuckDB", "text": statement.text, "ml": calls})

@@ -18,6 +18,7 @@ CLASSIFICATION = "classification"
 CLUSTERING = "clustering"
 DIMENSIONALITY_REDUCTION = "dimensionality_reduction"
 ANOMALY_DETECTION = "anomaly_detection"
+IMPORTED = "imported"  # an ONNX file from elsewhere: its own inputs and outputs
 
 # The metric SHOW MODELS shows for each task, and whether larger is better.
 KEY_METRICS = {
@@ -26,6 +27,7 @@ KEY_METRICS = {
     CLUSTERING: "davies_bouldin_index",
     DIMENSIONALITY_REDUCTION: "total_explained_variance_ratio",
     ANOMALY_DETECTION: "anomaly_rate",
+    IMPORTED: "",  # nothing to measure it by: it was not trained here
 }
 
 
@@ -101,7 +103,15 @@ def all_families() -> list[Family]:
 
 def _load_builtins() -> None:
     # The built-in families register themselves on import, like plugins would.
-    from sqlml.families import dnn, isolation_forest, kmeans, linear, pca, trees  # noqa: F401
+    from sqlml.families import (  # noqa: F401
+        dnn,
+        imported,
+        isolation_forest,
+        kmeans,
+        linear,
+        pca,
+        trees,
+    )
 
 
 # -- options every family of a task shares ------------------------------------------------

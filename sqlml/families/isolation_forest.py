@@ -26,9 +26,9 @@ _OPTIONS = (
     Option(
         "contamination",
         "float",
-        None,
-        "expected share of anomalies in the training rows; default: the original paper's "
-        "threshold (anomaly_score > 0.5)",
+        0.1,
+        "expected share of anomalies in the training rows: is_anomaly flags rows scoring "
+        "above that quantile of the training rows' scores",
         minimum=0.0,
         maximum=0.5,
         exclusive_minimum=True,
@@ -39,12 +39,11 @@ _OPTIONS = (
 def build_isolation_forest(options: Mapping[str, Any], ctx: FitContext) -> Any:
     from sklearn.ensemble import IsolationForest
 
-    contamination = options["contamination"]
     return IsolationForest(
         n_estimators=options["num_parallel_tree"],
         max_samples=min(options["max_samples"], ctx.rows),
         max_features=options["colsample_bytree"],
-        contamination="auto" if contamination is None else contamination,
+        contamination=options["contamination"],
         n_jobs=-1,
         random_state=ctx.random_seed,
     )

@@ -20,6 +20,7 @@ from sqlml.parser.expressions import (
     CreateModel,
     DescribeModel,
     DropModel,
+    ExportModel,
     MLFunction,
     MLPreprocess,
     ModelOption,
@@ -33,6 +34,7 @@ __all__ = [
     "CreateModel",
     "DescribeModel",
     "DropModel",
+    "ExportModel",
     "MLFunction",
     "MLPreprocess",
     "MLSpan",
@@ -50,7 +52,8 @@ __all__ = [
 _ML_HINT = re.compile(r"\bmodels?\b|\bml\s*\.", re.IGNORECASE)
 # Text that is surely sqlml's, even when it cannot be tokenized.
 _ML_STATEMENT = re.compile(
-    r"\b(create\s+(or\s+replace\s+)?model|drop\s+model|show\s+models|describe\s+model)\b"
+    r"\b(create\s+(or\s+replace\s+)?model|drop\s+model|show\s+models|describe\s+model"
+    r"|export\s+model)\b"
     r"|\bml\s*\.\s*\w+\s*\(",
     re.IGNORECASE,
 )
@@ -98,7 +101,7 @@ class Statement:
     source: Source
     lo: int  # token range [lo, hi) in source.tokens
     hi: int
-    ast: Expr | None = None  # CreateModel, DropModel, ShowModels or DescribeModel
+    ast: Expr | None = None  # CreateModel, DropModel, ExportModel, ShowModels, DescribeModel
     ml_spans: list[MLSpan] = field(default_factory=list)  # ML calls inside plain SQL
 
     @property
@@ -143,7 +146,7 @@ def _is_ml_statement(tokens: list[Token]) -> bool:
     words = [_word(tok) for tok in tokens[:4]] + ["", "", "", ""]
     if words[0] == "CREATE":
         return words[1] == "MODEL" or (words[1:4] == ["OR", "REPLACE", "MODEL"])
-    if words[0] == "DROP":
+    if words[0] in ("DROP", "EXPORT"):
         return words[1] == "MODEL"
     if words[0] == "SHOW":
         return words[1] == "MODELS"

@@ -22,6 +22,7 @@ from sqlml.parser.expressions import (
     CreateModel,
     DescribeModel,
     DropModel,
+    ExportModel,
     MLFunction,
     MLPreprocess,
     ModelOption,
@@ -76,6 +77,17 @@ class SqlmlParser(DuckDBParser):
         **{name: _ml_function_parser(name) for name in ML_FUNCTIONS + ML_PREPROCESSING},
     }
 
+    def _parse_statement(self) -> exp.Expr | None:
+        # EXPORT is no keyword token (DuckDB's EXPORT DATABASE is a command to sqlglot).
+        if (
+            self._curr
+            and self._curr.text.upper() == "EXPORT"
+            and self._next
+            and self._next.text.upper() == "MODEL"
+        ):
+            return self._parse_export_model()
+        return super()._parse_statement()
+
     def raise_error(self, message: str, token: Token | None = None) -> None:
         # sqlglot reports the column where a token ends; users want where it starts.
         token = token or self._curr or self._prev
@@ -106,7 +118,9 @@ class SqlmlParser(DuckDBParser):
         options: list[ModelOption] = []
         if self._match_text_seq("OPTIONS"):
             options = self._parse_model_options()
-        if not self._match(TokenType.ALIAS):
+        if options and transform is None and not self._curr:
+            query = None  # CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = ...)
+        elif not self._match(TokenType.ALIAS):
             if options:
                 expected = "AS <query> after OPTIONS (...)"
             elif transform is not None:
@@ -114,7 +128,8 @@ class SqlmlParser(DuckDBParser):
             else:
                 expected = "TRANSFORM (...), OPTIONS (...) or AS <query> after the model name"
             self.raise_error(f"Expected {expected}")
-        query = self._parse_raw_rest("CREATE MODEL ... AS")
+        else:
+            query = self._parse_raw_rest("CREATE MODEL ... AS")
         return self.expression(
             CreateModel(
                 this=name,
@@ -126,12 +141,21 @@ class SqlmlParser(DuckDBParser):
             )
         )
 
+    def _parse_export_model(self) -> ExportModel:
+        self._advance(2)  # EXPORT MODEL
+        name = self._parse_model_name("EXPORT MODEL")
+        options: list[ModelOption] = []
+        if self._match_text_seq("OPTIONS"):
+            options = self._parse_model_options()
+        self._expect_end("EXPORT MODEL <name>" + (" OPTIONS (...)" if options else ""))
+        return self.expression(ExportModel(this=name, options=options))
+
     def _parse_drop_model(self) -> DropModel | None:
         if not self._match_text_seq("MODEL"):
             return None
         exists = self._parse_exists()
         name = self._parse_model_name("DROP MODEL")
-        self._expect_end("DROP MODEL")
+        self._expect_end("DROP MODEL <name>")
         return self.expression(DropModel(this=name, exists=bool(exists)))
 
     def _parse_describe_model(self) -> DescribeModel | None:
@@ -140,7 +164,7 @@ class SqlmlParser(DuckDBParser):
             return None
         self._advance()
         name = self._parse_model_name("DESCRIBE MODEL")
-        self._expect_end("DESCRIBE MODEL")
+        self._expect_end("DESCRIBE MODEL <name>")
         return self.expression(DescribeModel(this=name))
 
     def _parse_model_name(self, statement: str) -> exp.Table:
@@ -188,7 +212,7 @@ class SqlmlParser(DuckDBParser):
 
     def _expect_end(self, statement: str) -> None:
         if self._curr:
-            self.raise_error(f"Unexpected {self._curr.text!r} after {statement} <name>")
+            self.raise_error(f"Unexpected {self._curr.text!r} after {statement}")
 
     # -- raw queries -------------------------------------------------------------------
 

@@ -43,6 +43,12 @@ class DropModel(exp.Expression):
     arg_types = {"this": True, "exists": False}
 
 
+class ExportModel(exp.Expression):
+    """EXPORT MODEL name [OPTIONS (uri = '...', ...)]."""
+
+    arg_types = {"this": True, "options": False}
+
+
 class ShowModels(exp.Expression):
     arg_types = {}
 

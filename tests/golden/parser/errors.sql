@@ -43,3 +43,12 @@ SELECT * FROM ML.PREDICT(MODEL m, TABLE t, TABLE u);
 
 -- case: unterminated string in an ML statement
 CREATE MODEL m OPTIONS (model_type = 'linear_reg) AS SELECT 1;
+
+-- case: export model with something after it
+EXPORT MODEL m OPTIONS (uri = 'm.onnx') now;
+
+-- case: preprocessing OVER with a window
+SELECT ML.STANDARD_SCALER(x) OVER (PARTITION BY y) FROM t;
+
+-- case: TRANSFORM without parentheses
+CREATE MODEL m TRANSFORM x OPTIONS (model_type = 'linear_reg') AS SELECT 1;

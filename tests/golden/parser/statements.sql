@@ -41,3 +41,21 @@ SELECT model, ml.predict FROM cars AS ml WHERE model = 'T';
 
 -- case: several statements in one script
 CREATE TABLE t AS SELECT 1 AS a; CREATE MODEL m OPTIONS (model_type='kmeans') AS SELECT a FROM t; SELECT 42;
+
+-- case: create model with TRANSFORM, kept as written
+CREATE OR REPLACE MODEL m
+TRANSFORM (ML.STANDARD_SCALER(x) OVER () AS x_scaled, ML.FEATURE_CROSS(STRUCT(a, b)) AS ab, label)
+OPTIONS (model_type = 'linear_reg')
+AS SELECT * FROM t;
+
+-- case: export model
+EXPORT MODEL analytics.m OPTIONS (uri = '/tmp/m.onnx');
+
+-- case: ML functions with settings and extra arguments, in any order
+SELECT * FROM ML.PREDICT(MODEL m, TABLE t, STRUCT(0.7 AS threshold, TRUE AS keep_original_columns));
+SELECT * FROM ML.ROC_CURVE(MODEL m, (SELECT * FROM t), GENERATE_ARRAY(0.1, 0.9, 0.1));
+SELECT * FROM ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t);
+SELECT * FROM ML.EVALUATE(MODEL m, STRUCT(2 AS trial_id));
+
+-- case: preprocessing functions in a plain query
+SELECT ML.MIN_MAX_SCALER(x) OVER () AS x01, ML.BUCKETIZE(y, [1, 2, 3]) AS yb FROM t;
