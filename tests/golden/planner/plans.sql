@@ -150,3 +150,15 @@ AS SELECT species, flipper_length_mm, bill_length_mm FROM penguins;
 
 -- case: pca without a component count
 CREATE MODEL m OPTIONS (model_type = 'pca') AS SELECT flipper_length_mm, bill_length_mm FROM penguins;
+
+-- case: import without model_path
+CREATE MODEL m OPTIONS (model_type = 'onnx');
+
+-- case: import with a training query
+CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = 'm.onnx') AS SELECT 1 AS x;
+
+-- case: import of a file that does not exist
+CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = 'no/such/file.onnx');
+
+-- case: a trained model without AS query
+CREATE MODEL m OPTIONS (model_type = 'linear_reg');
