@@ -71,7 +71,7 @@ class QueryExpander:
             else:
                 call = parse_ml_call(source, span)
                 if isinstance(call, MLPreprocess):
-                    out.append(transform.window_sql(call))
+                    out.append(transform.window_sql(source, call))
                 else:
                     out.append(table_functions.call_sql(self, source, call))
             position = source.tokens[span.hi - 1].end + 1

@@ -433,6 +433,7 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
         ("training", "rows_null_label", training["rows_null_label"]),
         ("training", "rows_train", training["rows_train"]),
         ("training", "rows_eval", training["rows_eval"]),
+        ("training", "rows_test", training.get("rows_test", 0)),
         ("training", "split", training["split"]),
         ("training", "estimator", training["estimator"]),
         ("training", "seconds", training["seconds"]),

@@ -37,6 +37,7 @@ imputer work as window functions in any query.
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,10 +150,24 @@ def _star(source: Source, start: int, end: int, columns: list[Column]) -> list[I
 
 
 class _Fitter:
-    """Replaces the ML.* calls of an expression with fitted SQL."""
+    """Replaces the ML.* calls of an expression with SQL.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: Source, query: str, model: str):
+    In a TRANSFORM (``query`` given) each statistic is computed once over the query's rows
+    and written as a constant; in a plain query (``query`` None) it stays a window
+    aggregate, ``agg(x) OVER ()``, computed by DuckDB over the query's result."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection | None,
+        source: Source,
+        query: str | None,
+        model: str | None,
+    ):
         self.con, self.source, self.query, self.model = con, source, query, model
+
+    @property
+    def fitting(self) -> bool:
+        return self.query is not None
 
     def text(self, lo: int, hi: int) -> str:
         spans = find_ml_spans(self.source, lo, hi)
@@ -172,62 +187,81 @@ class _Fitter:
             self.source.index_at(raw.args["start"]), self.source.index_at(raw.args["end"])
         )
 
-    def stats(self, select: str, what: str) -> tuple[Any, ...]:
+    def stats(self, aggregates: list[str], what: str) -> list[str]:
+        """SQL of each aggregate over all rows: a constant when fitting, else a window."""
+        if not self.fitting:
+            return [f"({a} OVER ())" for a in aggregates]
+        assert self.con is not None
         try:
-            return self.con.execute(f"SELECT {select} FROM ({self.query}) AS __sqlml_q").fetchall()[
-                0
-            ]
+            row = self.con.execute(
+                f"SELECT {', '.join(aggregates)} FROM ({self.query}) AS __sqlml_q"
+            ).fetchall()[0]
         except duckdb.Error as e:
             raise QueryError(
                 f"Fitting {what} in the TRANSFORM of model {self.model} failed: {e}"
             ) from e
+        return [tables.literal(_float(v)) for v in row]
 
     def fitted(self, call: MLPreprocess) -> str:
         name = call.function
         args = call.expressions
         x = f"({self.arg(args[0])})"
         function = f"ML.{name}"
+        where = "in TRANSFORM" if self.fitting else "in a query"
         if name in ANALYTIC and not call.args.get("over"):
-            raise ArgumentError(f"{function}(...) needs OVER () in TRANSFORM, as in BigQuery ML")
+            raise ArgumentError(f"{function}(...) needs OVER () {where}, as in BigQuery ML")
+        if name in SCALAR and call.args.get("over"):
+            raise ArgumentError(f"{function}(...) is not an analytic function: remove OVER ()")
         if name == "STANDARD_SCALER":
-            mean, std = self.stats(f"avg({x}), stddev_samp({x})", function)
-            return f"(({x} - {_num(mean)}) / {_num(std if std else 1.0)})"
+            mean, std = self.stats([f"avg({x})", f"stddev_samp({x})"], function)
+            return f"(({x} - {mean}) / {_nonzero(std)})"
         if name == "MIN_MAX_SCALER":
-            low, high = self.stats(f"min({x}), max({x})", function)
-            spread = (high - low) if high is not None and high != low else 1.0
-            return f"least(greatest(({x} - {_num(low)}) / {_num(spread)}, 0e0), 1e0)"
+            low, high = self.stats([f"min({x})", f"max({x})"], function)
+            scaled = f"({x} - {low}) / {_nonzero(f'({high} - {low})')}"
+            return f"least(greatest({scaled}, 0e0), 1e0)"  # BigQuery caps at [0, 1]
         if name == "MAX_ABS_SCALER":
-            (top,) = self.stats(f"max(abs({x}))", function)
-            return f"({x} / {_num(top if top else 1.0)})"
+            (top,) = self.stats([f"max(abs({x}))"], function)
+            return f"({x} / {_nonzero(top)})"
         if name == "ROBUST_SCALER":
             settings = _struct(args[1], function) if len(args) > 1 else {}
             low_q, high_q = settings.get("quantile_range", [25, 75])
             median, low, high = self.stats(
-                f"quantile_cont({x}, 0.5), quantile_cont({x}, {low_q / 100}), "
-                f"quantile_cont({x}, {high_q / 100})",
+                [
+                    f"quantile_cont({x}, 0.5)",
+                    f"quantile_cont({x}, {low_q / 100})",
+                    f"quantile_cont({x}, {high_q / 100})",
+                ],
                 function,
             )
-            center = median if settings.get("with_median", True) else 0.0
-            spread = (
-                (high - low) if settings.get("with_quantile_range", True) and high != low else 1.0
-            )
-            return f"(({x} - {_num(center)}) / {_num(spread)})"
+            center = median if settings.get("with_median", True) else "0e0"
+            spread = f"({high} - {low})" if settings.get("with_quantile_range", True) else "1e0"
+            return f"(({x} - {center}) / {_nonzero(spread)})"
         if name == "IMPUTER":
             strategy = _literal(args[1], function) if len(args) > 1 else "mean"
             aggregate = {"mean": "avg", "median": "median", "most_frequent": "mode"}.get(strategy)
             if aggregate is None:
                 raise ArgumentError(
-                    f"{function}: the strategy is 'mean', 'median' or 'most_frequent', got {strategy!r}"
+                    f"{function}: the strategy is 'mean', 'median' or 'most_frequent', "
+                    f"got {strategy!r}"
                 )
-            (value,) = self.stats(f"{aggregate}({x})", function)
+            if not self.fitting:
+                return f"coalesce({x}, {aggregate}({x}) OVER ())"
+            assert self.con is not None
+            (value,) = self.con.execute(
+                f"SELECT {aggregate}({x}) FROM ({self.query}) AS __sqlml_q"
+            ).fetchall()[0]
             return f"coalesce({x}, {tables.literal(value)})"
         if name == "QUANTILE_BUCKETIZE":
             n = _literal(args[1], function) if len(args) > 1 else None
-            if not isinstance(n, int) or n < 2:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 2:
                 raise ArgumentError(f"{function}(x, n) needs a number of buckets n >= 2")
             points = ", ".join(str(k / n) for k in range(1, n))
-            (bounds,) = self.stats(f"quantile_cont({x}, [{points}])", function)
-            return _buckets(x, sorted(set(bounds)))
+            (bounds,) = self.stats([f"list_distinct(quantile_cont({x}, [{points}]))"], function)
+            # bin_1 below the first bound, bin_i + 1 from bound i on.
+            return (
+                f"(CASE WHEN {x} IS NULL THEN NULL ELSE 'bin_' || "
+                f"(1 + len(list_filter({bounds}, lambda b: b <= {x}))) END)"
+            )
         if name == "BUCKETIZE":
             splits = _literal(args[1], function) if len(args) > 1 else None
             if not isinstance(splits, list) or not splits:
@@ -235,10 +269,21 @@ class _Fitter:
             exclude = _literal(args[2], function) if len(args) > 2 else False
             return _buckets(x, sorted(splits), exclude_boundaries=bool(exclude))
         if name in ("LABEL_ENCODER", "ONE_HOT_ENCODER"):
+            if not self.fitting:
+                raise ArgumentError(
+                    f"{function} is available in a CREATE MODEL's TRANSFORM, where its "
+                    "vocabulary is fitted once; sqlml cannot compute it as a window function"
+                )
             return self._encoder(name, x, [_literal(a, function) for a in args[1:]])
+        if not self.fitting:  # FEATURE_CROSS, POLYNOMIAL_EXPAND: a STRUCT, as in BigQuery
+            fields = ", ".join(f"{quote(n)} := {sql}" for n, sql in _expand_struct(self, call))
+            return f"struct_pack({fields})"
         raise ArgumentError(f"{function} gives several features: use it as a whole TRANSFORM item")
 
     def _encoder(self, name: str, x: str, extra: list[Any]) -> str:
+        """The vocabulary: the top_k most frequent values seen at least frequency_threshold
+        times (BigQuery's defaults: 32,000 and 5), sorted."""
+        assert self.con is not None
         function = f"ML.{name}"
         drop = "none"
         if name == "ONE_HOT_ENCODER":
@@ -246,7 +291,9 @@ class _Fitter:
             if drop not in ("none", "most_frequent"):
                 raise ArgumentError(f"{function}: drop is 'none' or 'most_frequent', got {drop!r}")
         top_k = extra[0] if extra else 32_000
-        threshold = extra[1] if len(extra) > 1 else 5 if name == "ONE_HOT_ENCODER" else 0
+        threshold = extra[1] if len(extra) > 1 else 5
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top_k, threshold)):
+            raise ArgumentError(f"{function}: top_k and frequency_threshold are integers")
         rows = self.con.execute(
             f"SELECT CAST({x} AS VARCHAR) AS v, count(*) AS n FROM ({self.query}) AS __sqlml_q "
             f"WHERE {x} IS NOT NULL GROUP BY ALL ORDER BY n DESC, v LIMIT {int(top_k)}"
@@ -272,6 +319,21 @@ ANALYTIC = {
     "STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER",
     "QUANTILE_BUCKETIZE", "LABEL_ENCODER", "ONE_HOT_ENCODER",
 }  # fmt: skip
+SCALAR = {"BUCKETIZE", "FEATURE_CROSS", "POLYNOMIAL_EXPAND"}
+
+
+def _nonzero(sql: str) -> str:
+    """A divisor, with 1 for 0 or NULL (a constant column scales to 0, as in BigQuery)."""
+    return f"coalesce(nullif({sql}, 0), 1e0)"
+
+
+def _float(value: Any) -> Any:
+    """Numbers (DECIMAL ones too) as floats; lists of them likewise."""
+    if isinstance(value, list):
+        return [_float(v) for v in value]
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _buckets(x: str, splits: list[float], exclude_boundaries: bool = False) -> str:
@@ -348,28 +410,10 @@ def _num(value: Any) -> str:
 # -- outside TRANSFORM: window functions ------------------------------------------------------
 
 
-def window_sql(call: MLPreprocess) -> str:
-    """A preprocessing function in a plain query, computed over the whole result."""
-    name = call.function
-    if name not in ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "IMPUTER"):
-        raise ArgumentError(
-            f"ML.{name} is available inside a CREATE MODEL's TRANSFORM; outside it sqlml "
-            "has ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.MAX_ABS_SCALER and ML.IMPUTER"
-        )
-    if not call.args.get("over"):
-        raise ArgumentError(f"ML.{name}(...) needs OVER (), as in BigQuery ML")
-    x = f"({call.expressions[0].text})"
-    if name == "STANDARD_SCALER":
-        return f"(({x} - avg({x}) OVER ()) / stddev_samp({x}) OVER ())"
-    if name == "MIN_MAX_SCALER":
-        return f"(({x} - min({x}) OVER ()) / (max({x}) OVER () - min({x}) OVER ()))"
-    if name == "MAX_ABS_SCALER":
-        return f"({x} / max(abs({x})) OVER ())"
-    strategy = _literal(call.expressions[1], "ML.IMPUTER") if len(call.expressions) > 1 else "mean"
-    aggregate = {"mean": "avg", "median": "median", "most_frequent": "mode"}.get(strategy)
-    if aggregate is None:
-        raise ArgumentError("ML.IMPUTER: the strategy is 'mean', 'median' or 'most_frequent'")
-    return f"coalesce({x}, {aggregate}({x}) OVER ())"
+def window_sql(source: Source, call: MLPreprocess) -> str:
+    """A preprocessing function in a plain query: its statistics are window aggregates
+    over the query's result."""
+    return _Fitter(None, source, None, None).fitted(call)
 
 
 # -- the model's transform --------------------------------------------------------------------
