@@ -113,6 +113,15 @@ def plan(
     options = resolve(given, family.options, family.model_type, family.unsupported)
     options["model_type"] = family.model_type
     _check_tuning(options, qualified)
+    if options.get("enable_global_explain"):
+        from sqlml.explain import explainable
+
+        if not explainable(family.model_type):
+            raise OptionError(
+                "enable_global_explain: sqlml explains linear_reg, logistic_reg, boosted tree "
+                f"and random forest models, not {family.model_type}; remove the option",
+                "enable_global_explain",
+            )
 
     raw = statement.args.get("query")
     if family.task == IMPORTED:

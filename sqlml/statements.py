@@ -197,12 +197,6 @@ def _evaluate(
     if record.model_type in explain.LINEAR:
         metadata["explain"] = {"mean_row": matrix(record.features, training).mean(axis=0).tolist()}
     if plan.options.get("enable_global_explain"):
-        if not explain.explainable(record.model_type):
-            raise OptionError(
-                f"enable_global_explain: sqlml explains linear_reg, logistic_reg, boosted tree "
-                f"and random forest models, not {record.model_type}; remove the option",
-                "enable_global_explain",
-            )
         explained = data.take(pa.array(_at_most(held, SAMPLE_ROWS, seed)))
         outputs = runtime.run([explained.column(f.name) for f in record.features])
         metadata["global_explain"] = explain.global_attributions(record, explained, outputs)

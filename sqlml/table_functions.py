@@ -112,6 +112,7 @@ class Spec:
     extra: bool = False  # takes values besides TABLE/(query)/STRUCT
     model_types: frozenset[str] | None = None
     needs: str = ""  # what the model must have, in words, for the error
+    imported: bool = False  # applies to models imported from ONNX files too
 
 
 SPECS: dict[str, Spec] = {}
@@ -139,6 +140,11 @@ def call_sql(expander: QueryExpander, source: Source, call: MLFunction) -> str:
         from sqlml.tuning import trial_record
 
         record = trial_record(expander, record, settings.pop("trial_id"), function)
+    if "imported" in record.metadata and not spec.imported:
+        raise ModelTypeError(
+            f"{function} reads what sqlml keeps from training; model {record.qualified} was "
+            f"imported from an ONNX file ({record.metadata['imported']['path']})"
+        )
     if (spec.tasks is not None and record.task not in spec.tasks) or (
         spec.model_types is not None and record.model_type not in spec.model_types
     ):
@@ -434,7 +440,12 @@ def _load() -> None:
     supervised = frozenset({REGRESSION, CLASSIFICATION})
     register(
         "PREDICT",
-        Spec(predict, "required", frozenset({"threshold", "keep_original_columns"})),
+        Spec(
+            predict,
+            "required",
+            frozenset({"threshold", "keep_original_columns"}),
+            imported=True,
+        ),
     )
     register(
         "EVALUATE",
@@ -444,17 +455,18 @@ def _load() -> None:
             frozenset({"threshold"}),
             frozenset(METRICS),
             needs="regression, classification, kmeans, pca and isolation_forest",
+            imported=True,
         ),
     )
     register(
         "CONFUSION_MATRIX",
         Spec(confusion_matrix, "optional", frozenset({"threshold"}), frozenset({CLASSIFICATION}),
-             needs="classifier"),
+             needs="classifier", imported=True),
     )  # fmt: skip
     register(
         "ROC_CURVE",
         Spec(roc_curve, "optional", frozenset(), frozenset({CLASSIFICATION}), extra=True,
-             needs="binary classifier"),
+             needs="binary classifier", imported=True),
     )  # fmt: skip
     from sqlml import anomaly, explain, inspection, transform, tuning
 

@@ -475,4 +475,4 @@ def transform_sql(call: Call) -> str:
 def register_functions(register: Callable[[str, Spec], None], supervised: frozenset[str]) -> None:
     from sqlml.table_functions import Spec
 
-    register("TRANSFORM", Spec(transform_sql, "required"))
+    register("TRANSFORM", Spec(transform_sql, "required", imported=True))
