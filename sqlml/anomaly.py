@@ -132,7 +132,8 @@ def detect_anomalies_sql(call: Call) -> str:
         or not 0.0 < contamination <= 0.5
     ):
         raise ArgumentError(
-            f"ML.DETECT_ANOMALIES: contamination must be a number in (0, 0.5], got {contamination!r}"
+            "ML.DETECT_ANOMALIES: contamination must be a number in (0, 0.5], "
+            f"got {contamination!r}"
         )
     assert call.data is not None
     call.expander.input_columns(record, call.data, call.function)

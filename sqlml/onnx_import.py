@@ -94,7 +94,9 @@ def read(path_text: str, model: str) -> Imported:
     properties = {p.key: p.value for p in proto.metadata_props}
     sqlml = None
     if all(key in properties for key in _SQLML_KEYS):
-        sqlml = {k.removeprefix("sqlml."): v for k, v in properties.items() if k.startswith("sqlml.")}
+        sqlml = {
+            k.removeprefix("sqlml."): v for k, v in properties.items() if k.startswith("sqlml.")
+        }
     if not inputs:
         raise ModelFileError(f"{where} has no inputs a column could feed")
     return Imported(str(path), proto.SerializeToString(), sqlml, inputs, outputs)
@@ -122,7 +124,7 @@ def _tensor_spec(value: Any, role: str, where: str) -> dict[str, Any]:
         )
     dtype, sql_type = _ELEMENTS[tensor.elem_type]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    shape: list[int | None] = [None] + dims[1:]
+    shape: list[int | None] = [None, *dims[1:]]
     width = None
     if len(dims) == 2 and dims[1] != 1:
         if dims[1] is None:

@@ -220,8 +220,8 @@ def _plan_import(
         )
     if not options.get("model_path"):
         raise OptionError(
-            f"model_type 'onnx' needs model_path, the ONNX file to import: OPTIONS "
-            f"(model_type = 'onnx', model_path = 'path/model.onnx')",
+            "model_type 'onnx' needs model_path, the ONNX file to import: OPTIONS "
+            "(model_type = 'onnx', model_path = 'path/model.onnx')",
             "model_path",
         )
     imported = onnx_import.read(options["model_path"], qualified)

@@ -284,7 +284,7 @@ def _tensor(spec: dict[str, Any], column: pa.Array | pa.ChunkedArray, model: str
             f"Input {spec['name']} of model {model} is {spec['sql_type']} and cannot be NULL; "
             f"fill it, e.g. coalesce({spec['name']}, ...)"
         )
-    if dtype == object:
+    if dtype.kind == "O":
         strings = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
         values = np.asarray(strings, dtype=object)
     elif dtype.kind == "f":

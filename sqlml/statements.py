@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-
 import pyarrow as pa
 
 from sqlml.catalog import FORMAT_VERSION, ModelRecord, quote, transaction
@@ -137,7 +136,9 @@ def _version(
         _evaluate(plan, trained, runtime, data, estimator, seconds)
     if trial is None:
         with connection.console.phase("choosing inference"):
-            metadata["inference"] = _choose_inference(connection.duckdb, plan, record, runtime, rows)
+            metadata["inference"] = _choose_inference(
+                connection.duckdb, plan, record, runtime, rows
+            )
     else:
         metadata["inference"] = {"path": "onnx", "reason": "a tuning trial"}
     return record, onnx_bytes, runtime
@@ -181,7 +182,11 @@ def _evaluate(
         record.features, data.take(pa.array(trained.train_rows))
     )
     x_train = matrix(record.features, training, float32=plan.family.float32)
-    y_train = trained.y[_at_most(trained.train_rows, SAMPLE_ROWS, seed)] if trained.y is not None else None
+    y_train = (
+        trained.y[_at_most(trained.train_rows, SAMPLE_ROWS, seed)]
+        if trained.y is not None
+        else None
+    )
     evaluated = None
     if len(trained.eval_rows):
         rows = _at_most(trained.eval_rows, SAMPLE_ROWS, seed)

@@ -54,10 +54,12 @@ class Call:
         if value is None:
             return None
         if self.record.task != CLASSIFICATION or len(self.record.classes or []) != 2:
+            what = self.record.task
+            if self.record.task == CLASSIFICATION:
+                what += " with more than two classes"
             raise ArgumentError(
                 f"{self.function}: threshold applies to binary classifiers; model "
-                f"{self.record.qualified} is a {self.record.model_type} "
-                f"({self.record.task}{'' if self.record.task != CLASSIFICATION else ' with more than two classes'})"
+                f"{self.record.qualified} is a {self.record.model_type} ({what})"
             )
         if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
             raise ArgumentError(

@@ -203,9 +203,7 @@ def class_weights(
         return None
     if options.get("auto_class_weights"):
         if options.get("class_weights"):
-            raise OptionError(
-                "Give auto_class_weights or class_weights, not both", "class_weights"
-            )
+            raise OptionError("Give auto_class_weights or class_weights, not both", "class_weights")
         counts = np.bincount(y, minlength=len(classes)).astype(float)
         per_class = len(y) / (len(classes) * np.maximum(counts, 1.0))
         return per_class[y]

@@ -37,9 +37,9 @@ imputer work as window functions in any query.
 from __future__ import annotations
 
 import itertools
-from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -132,7 +132,7 @@ def _alias(source: Source, start: int, end: int) -> tuple[int, str | None]:
             TokenType.NUMBER,
             TokenType.STRING,
         )
-        and not (tokens[end - 2].token_type == TokenType.DOT)
+        and tokens[end - 2].token_type != TokenType.DOT
     ):
         return end - 1, last.text
     return end, None

@@ -209,7 +209,7 @@ def _from_unit(value: HParam, u: float) -> Any:
         x = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
     else:
         x = low + u * (high - low)
-    return int(round(x)) if isinstance(low, int) and isinstance(high, int) else x
+    return round(x) if isinstance(low, int) and isinstance(high, int) else x
 
 
 def _random(value: HParam, rng: np.random.Generator) -> Any:
@@ -226,7 +226,10 @@ def _grid(space: dict[str, HParam]) -> list[dict[str, Any]]:
     for name, value in space.items():
         if value.kind == "candidates":
             axes.append([(name, v) for v in value.values])
-        elif all(isinstance(v, int) for v in value.values) and value.values[1] - value.values[0] <= 50:
+        elif (
+            all(isinstance(v, int) for v in value.values)
+            and value.values[1] - value.values[0] <= 50
+        ):
             axes.append([(name, v) for v in range(value.values[0], value.values[1] + 1)])
         else:
             raise OptionError(
@@ -366,7 +369,9 @@ def trial_info_sql(call: Call) -> str:
 
     sample = trials[0]["hyperparameters"]
     types = {
-        n: "DOUBLE" if any(isinstance(t["hyperparameters"][n], float) for t in trials) else sql_type(sample[n])
+        n: "DOUBLE"
+        if any(isinstance(t["hyperparameters"][n], float) for t in trials)
+        else sql_type(sample[n])
         for n in names
     }
     hyper = ", ".join(f'"{n}" {types[n]}' for n in names)

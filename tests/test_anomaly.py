@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -103,7 +105,8 @@ def test_detect_anomalies_errors(con):
         "AS SELECT body_mass_g, flipper_length_mm FROM penguins"
     )
     with pytest.raises(
-        sqlml.ModelTypeError, match="ML.DETECT_ANOMALIES applies to kmeans, pca and isolation"
+        sqlml.ModelTypeError,
+        match=re.escape("ML.DETECT_ANOMALIES applies to kmeans, pca and isolation"),
     ):
         con.sql(
             "SELECT * FROM ML.DETECT_ANOMALIES(MODEL lin, STRUCT(0.1 AS contamination), "

@@ -3,6 +3,9 @@ ML.PREDICT's settings, on the breast cancer data scikit-learn ships (569 rows, b
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import numpy as np
 import pytest
 
@@ -73,11 +76,12 @@ def test_confusion_matrix_counts_the_evaluation_rows(bc):
 def test_a_higher_threshold_never_raises_recall(bc):
     thresholds = [round(0.05 * i, 2) for i in range(1, 20)]
     recalls = [
-        bc.sql(f"SELECT recall FROM ML.EVALUATE(MODEL c, TABLE bc, STRUCT({t} AS threshold))")
-        .fetchall()[0][0]
+        bc.sql(
+            f"SELECT recall FROM ML.EVALUATE(MODEL c, TABLE bc, STRUCT({t} AS threshold))"
+        ).fetchall()[0][0]
         for t in thresholds
     ]
-    assert all(a >= b for a, b in zip(recalls, recalls[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(recalls))
     assert recalls[0] > recalls[-1]  # and the threshold does move it
     # ML.ROC_CURVE agrees at the same thresholds, and its counts add up to the rows.
     curve = bc.sql(
@@ -103,7 +107,7 @@ def test_roc_curve_without_data_uses_the_evaluation_rows(bc):
     curve = bc.sql("SELECT false_positive_rate FROM ML.ROC_CURVE(MODEL c) ORDER BY threshold")
     rates = [r[0] for r in curve.fetchall()]
     assert 20 <= len(rates) <= 101
-    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(rates))
 
 
 def test_predict_threshold_and_keep_original_columns(bc):
@@ -123,7 +127,9 @@ def test_predict_threshold_and_keep_original_columns(bc):
 def test_threshold_errors(bc):
     with pytest.raises(sqlml.ArgumentError, match=r"threshold must be a number in \[0, 1\]"):
         bc.sql("SELECT * FROM ML.EVALUATE(MODEL c, STRUCT(1.5 AS threshold))")
-    with pytest.raises(sqlml.ArgumentError, match="has no setting thresold; its settings: threshold"):
+    with pytest.raises(
+        sqlml.ArgumentError, match="has no setting thresold; its settings: threshold"
+    ):
         bc.sql("SELECT * FROM ML.EVALUATE(MODEL c, STRUCT(0.5 AS thresold))")
     load_penguins(bc)
     bc.sql(
@@ -132,7 +138,9 @@ def test_threshold_errors(bc):
     )
     with pytest.raises(sqlml.ArgumentError, match="threshold applies to binary classifiers"):
         bc.sql("SELECT * FROM ML.PREDICT(MODEL species, TABLE penguins, STRUCT(0.5 AS threshold))")
-    with pytest.raises(sqlml.ModelTypeError, match="ML.ROC_CURVE applies to binary classifiers"):
+    with pytest.raises(
+        sqlml.ModelTypeError, match=re.escape("ML.ROC_CURVE applies to binary classifiers")
+    ):
         bc.sql("SELECT * FROM ML.ROC_CURVE(MODEL species, TABLE penguins)")
     with pytest.raises(sqlml.ArgumentError, match="thresholds as one array"):
         bc.sql("SELECT * FROM ML.ROC_CURVE(MODEL c, TABLE bc, 0.5)")

@@ -5,6 +5,7 @@ baseline."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -142,8 +143,12 @@ def test_explanation_errors(con):
     with pytest.raises(sqlml.ArgumentError, match=r"ML.EXPLAIN_PREDICT\(MODEL main.plain, ...\) "
                        "needs input rows"):  # fmt: skip
         con.sql("SELECT * FROM ML.EXPLAIN_PREDICT(MODEL plain)")
-    con.sql("CREATE MODEL km OPTIONS (model_type = 'kmeans') AS SELECT bill_length_mm FROM penguins")
-    with pytest.raises(sqlml.ModelTypeError, match="ML.EXPLAIN_PREDICT applies to linear_reg"):
+    con.sql(
+        "CREATE MODEL km OPTIONS (model_type = 'kmeans') AS SELECT bill_length_mm FROM penguins"
+    )
+    with pytest.raises(
+        sqlml.ModelTypeError, match=re.escape("ML.EXPLAIN_PREDICT applies to linear_reg")
+    ):
         con.sql("SELECT * FROM ML.EXPLAIN_PREDICT(MODEL km, TABLE penguins)")
     with pytest.raises(sqlml.OptionError, match="enable_global_explain: sqlml explains"):
         con.sql(

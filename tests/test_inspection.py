@@ -4,6 +4,8 @@ each checked against an answer computed another way."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -129,7 +131,7 @@ def test_training_info_per_boosting_round(con):
     rows = con.sql("SELECT * FROM ML.TRAINING_INFO(MODEL b) ORDER BY iteration").fetchall()
     assert [r[1] for r in rows] == list(range(15))
     losses = [r[2] for r in rows]
-    assert all(a >= b for a, b in zip(losses, losses[1:], strict=False))  # training loss falls
+    assert all(a >= b for a, b in itertools.pairwise(losses))  # training loss falls
     assert all(r[3] is not None for r in rows)  # an evaluation loss every round
     assert {r[4] for r in rows} == {0.3}
     # The last training loss is the mean squared error on the training rows; the last
@@ -260,6 +262,8 @@ def test_explained_variance_ratio_picks_the_component_count(con):
     ],
 )
 def test_inspection_errors(con, sql, error, message):
-    con.sql("CREATE MODEL km OPTIONS (model_type = 'kmeans') AS SELECT bill_length_mm FROM penguins")
+    con.sql(
+        "CREATE MODEL km OPTIONS (model_type = 'kmeans') AS SELECT bill_length_mm FROM penguins"
+    )
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         con.sql(sql)

@@ -3,6 +3,8 @@ rows and replayed identically by every way of calling the model."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -112,9 +114,12 @@ def test_model_takes_the_columns_the_transform_reads(model):
     predicted = model.sql(
         f"SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL t, {narrow})"
     ).fetchall()
-    assert predicted == model.sql(
-        "SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL t, TABLE penguins)"
-    ).fetchall()
+    assert (
+        predicted
+        == model.sql(
+            "SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL t, TABLE penguins)"
+        ).fetchall()
+    )
     # The model function takes the same columns, by name or as a row.
     args = ", ".join(f"{c} := {c}" for c in INPUTS)
     assert model.sql(f"SELECT t({args}) FROM penguins").fetchall() == predicted
@@ -222,7 +227,9 @@ def test_preprocessing_functions_in_a_plain_query(con):
         assert b == pytest.approx(b2)
         assert year_bin in ("bin_1", "bin_2", "bin_3")
         assert cross.count("_") == 1
-    with pytest.raises(sqlml.ArgumentError, match="ML.LABEL_ENCODER is available in a CREATE"):
+    with pytest.raises(
+        sqlml.ArgumentError, match=re.escape("ML.LABEL_ENCODER is available in a CREATE")
+    ):
         con.sql("SELECT ML.LABEL_ENCODER(island) OVER () FROM penguins")
     with pytest.raises(sqlml.ArgumentError, match=r"needs OVER \(\) in a query"):
         con.sql("SELECT ML.STANDARD_SCALER(body_mass_g) FROM penguins")

@@ -4,6 +4,7 @@ ML.TRIAL_INFO and trial_id."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -93,9 +94,12 @@ def test_trial_id_picks_a_trial_everywhere(bc):
             f"STRUCT({trial_id} AS trial_id))"
         ).fetchall()
 
-    assert probs(best) == bc.sql(
-        "SELECT predicted_diagnosis_probs[2].prob FROM ML.PREDICT(MODEL tuned, TABLE bc)"
-    ).fetchall()
+    assert (
+        probs(best)
+        == bc.sql(
+            "SELECT predicted_diagnosis_probs[2].prob FROM ML.PREDICT(MODEL tuned, TABLE bc)"
+        ).fetchall()
+    )
     assert probs(worst) != probs(best)
     # Weights differ per trial: more regularization, smaller weights.
     by_l2 = sorted(rows, key=lambda r: r[1]["l2_reg"])
@@ -108,9 +112,11 @@ def test_trial_id_picks_a_trial_everywhere(bc):
         for r in (by_l2[0], by_l2[-1])
     ]
     assert norms[0] > norms[1]
-    with pytest.raises(sqlml.ArgumentError, match="model main.tuned has no trial 99; its trials: 1, 2"):
+    with pytest.raises(
+        sqlml.ArgumentError, match=re.escape("model main.tuned has no trial 99; its trials: 1, 2")
+    ):
         bc.sql("SELECT * FROM ML.EVALUATE(MODEL tuned, STRUCT(99 AS trial_id))")
-    with pytest.raises(sqlml.ArgumentError, match="model main.plain was not tuned"):
+    with pytest.raises(sqlml.ArgumentError, match=re.escape("model main.plain was not tuned")):
         bc.sql("SELECT * FROM ML.EVALUATE(MODEL plain, STRUCT(1 AS trial_id))")
 
 
@@ -149,7 +155,11 @@ def test_random_search_is_reproducible_and_parallel_changes_nothing(bc):
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ("num_trials = 4", sqlml.OptionError, "tunes nothing: give a hyperparameter as HPARAM_RANGE"),
+        (
+            "num_trials = 4",
+            sqlml.OptionError,
+            "tunes nothing: give a hyperparameter as HPARAM_RANGE",
+        ),
         ("l2_reg = HPARAM_RANGE(0, 1)", sqlml.OptionError, "set num_trials to 2 or more"),
         (
             "num_trials = 3, l2_reg = HPARAM_RANGE(1, 0.5)",
