@@ -32,6 +32,13 @@ from sqlml.errors import (
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's shell object
+    """``%load_ext sqlml``: the ``%sqlml`` and ``%%sqlml`` magics."""
+    from sqlml.magics import load
+
+    load(ipython)
+
 __all__ = [
     "ArgumentError",
     "CatalogError",
