@@ -9,17 +9,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+from sqlglot import exp
 
 from sqlml import statements
 from sqlml.catalog import Catalog, ModelRecord
-from sqlml.console import Console, default_console
-from sqlml.errors import Error, QueryError
+from sqlml.console import (
+    Console,
+    SilentConsole,
+    TerminalConsole,
+    WarningsOnly,
+    default_console,
+)
+from sqlml.errors import Error, OptionError, QueryError
 from sqlml.functions import FunctionRegistry
 from sqlml.parser import (
     CreateModel,
     DescribeModel,
     DropModel,
     ExportModel,
+    SetSetting,
     ShowModels,
     Statement,
     may_contain_ml,
@@ -73,7 +81,8 @@ class Connection:
         console: Console | None = None,
     ):
         self.duckdb = con
-        self.console = console if console is not None else default_console()
+        self._console = console if console is not None else default_console()
+        self._progress = True  # SET sqlml_progress
         self._owned = owned
         self._loader: duckdb.DuckDBPyConnection | None = None
         self._loader_lock = threading.Lock()
@@ -165,7 +174,37 @@ class Connection:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @property
+    def console(self) -> Console:
+        """Where training reports its phases and progress (see :mod:`sqlml.console`)."""
+        return self._console if self._progress else WarningsOnly(self._console)
+
+    @console.setter
+    def console(self, console: Console) -> None:
+        self._console = console
+
     # -- internals ------------------------------------------------------------------------
+
+    def _set(self, ast: SetSetting) -> None:
+        """SET sqlml_progress = true | false; RESET sqlml_progress."""
+        name = ast.this
+        if name != "sqlml_progress":
+            raise OptionError(
+                f"Unknown setting {name}; sqlml's settings: sqlml_progress. "
+                "Other settings are DuckDB's: their names do not start with sqlml_",
+                name,
+            )
+        value = ast.args.get("expression")
+        if value is None:  # RESET: as the connection started
+            self._progress = True
+            return
+        on = _boolean(value)
+        if on is None:
+            raise OptionError(f"SET {name} takes true or false, not {value.sql()}", name)
+        self._progress = on
+        if on and isinstance(self._console, SilentConsole):
+            # Asked for explicitly: lines on stderr even when it is not a terminal.
+            self._console = TerminalConsole()
 
     def current_schema(self) -> str:
         return self.duckdb.execute("SELECT current_schema()").fetchall()[0][0]
@@ -197,6 +236,9 @@ class Connection:
         if isinstance(ast, ExportModel):
             statements.export_model(self, statement)
             return None
+        if isinstance(ast, SetSetting):
+            self._set(ast)
+            return None
         if isinstance(ast, ShowModels):
             return self.expander.show_models_sql()
         if isinstance(ast, DescribeModel):
@@ -218,3 +260,16 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<sqlml.Connection to {self.duckdb!r}>"
+
+
+def _boolean(value: exp.Expr) -> bool | None:
+    """TRUE/FALSE, 'on'/'off'/'true'/'false', 1/0 as a bool; None for anything else."""
+    if isinstance(value, exp.Boolean):
+        return bool(value.this)
+    if isinstance(value, exp.Literal):
+        word = value.this.strip().lower()
+        if word in ("true", "on", "yes", "1"):
+            return True
+        if word in ("false", "off", "no", "0"):
+            return False
+    return None

@@ -50,12 +50,10 @@ _LIBRARIES = ("sqlml", "duckdb", "sqlglot", "numpy", "pyarrow", "scikit-learn", 
 
 
 def create_model(connection: Connection, statement: Statement) -> None:
-    from sqlml import planner, trainer  # heavy: only when training
-
     ast = statement.ast
     assert isinstance(ast, CreateModel)
     con = connection.duckdb
-    schema = ast.this.db or connection.current_schema()
+    schema = connection.expander.schema_of(ast.this)
     name = ast.this.name
     existing = connection.catalog.current(schema, name)
     if existing is not None:
@@ -67,13 +65,24 @@ def create_model(connection: Connection, statement: Statement) -> None:
                 "CREATE OR REPLACE MODEL to train a new version, or CREATE MODEL IF NOT EXISTS"
             )
     _check_schema(con, schema)
+    with connection.console.task(f"CREATE MODEL {schema}.{name}"):
+        _train_and_store(connection, statement, existing)
 
-    plan = planner.plan(
-        ast,
-        con,
-        statement.source,
-        lambda raw: connection.expander.expand_raw(statement.source, raw),
-    )
+
+def _train_and_store(
+    connection: Connection, statement: Statement, existing: ModelRecord | None
+) -> None:
+    from sqlml import planner, trainer  # heavy: only when training
+
+    ast = statement.ast
+    con = connection.duckdb
+    with connection.console.phase("planning"):
+        plan = planner.plan(
+            ast,
+            con,
+            statement.source,
+            lambda raw: connection.expander.expand_raw(statement.source, raw),
+        )
     connection.functions.check_names_free(
         plan.schema, plan.name, plan.task, own=existing is not None
     )
@@ -371,7 +380,7 @@ def export_model(connection: Connection, statement: Statement) -> None:
 def drop_model(connection: Connection, statement: Statement) -> None:
     ast = statement.ast
     assert isinstance(ast, DropModel)
-    schema = ast.this.db or connection.current_schema()
+    schema = connection.expander.schema_of(ast.this)
     record = connection.catalog.current(schema, ast.this.name)
     if record is None:
         if ast.args.get("exists"):

@@ -112,8 +112,9 @@ def train_streaming(
     fit_started = time.perf_counter()
     previous = math.inf
     epochs = 0
-    for epoch in range(plan.options["max_iterations"]):
-        with console.phase(f"epoch {epoch + 1} of at most {plan.options['max_iterations']}"):
+    most = plan.options["max_iterations"]
+    with console.phase("fitting"):
+        for _ in range(most):
             reader = _reader(
                 con, f"SELECT {columns} FROM ({split}) WHERE NOT __sqlml_eval", batch_rows, plan
             )
@@ -127,17 +128,18 @@ def train_streaming(
                     estimator.partial_fit(x)
                 else:
                     estimator.partial_fit(x, y)
-        epochs += 1
-        loss = _loss(estimator, x_sample, y_sample, family.task)
-        if plan.options["early_stop"] and previous - loss < (
-            plan.options["min_rel_progress"] * abs(previous)
-        ):
-            # As scikit-learn's 'adaptive' schedule does inside fit(): a smaller step while
-            # it helps, then stop.
-            if getattr(estimator, "learning_rate", None) != "adaptive" or estimator.eta0 < 1e-6:
-                break
-            estimator.eta0 /= 5
-        previous = min(previous, loss)
+            epochs += 1
+            console.progress(epochs, most, "epochs (at most)")
+            loss = _loss(estimator, x_sample, y_sample, family.task)
+            if plan.options["early_stop"] and previous - loss < (
+                plan.options["min_rel_progress"] * abs(previous)
+            ):
+                # As scikit-learn's 'adaptive' schedule does inside fit(): a smaller step
+                # while it helps, then stop.
+                if getattr(estimator, "learning_rate", None) != "adaptive" or estimator.eta0 < 1e-6:
+                    break
+                estimator.eta0 /= 5
+            previous = min(previous, loss)
 
     data = pa.concat_tables([train_sample, eval_sample])
     return TrainedModel(

@@ -7,6 +7,7 @@ is trained: it imports scikit-learn.
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -124,8 +125,9 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     weights = class_weights(plan, classes, y_train)
     train_table = data if len(train_rows) == len(data) else RowSelection(data, train_rows)
 
-    def fit(options: dict[str, Any]) -> tuple[Any, list[str], float]:
-        """One fit of the pipeline with these options: (pipeline, warnings, seconds)."""
+    def fit(options: dict[str, Any], report: bool = False) -> tuple[Any, list[str], float]:
+        """One fit of the pipeline with these options: (pipeline, warnings, seconds);
+        ``report``: iterations to the console, where the estimator tells them."""
         context = FitContext(
             rows=len(train_rows),
             random_seed=options["random_seed"],
@@ -141,7 +143,11 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
         started = time.perf_counter()
         caught: list[str] = []
-        extra = {} if weights is None else {"model__sample_weight": weights}
+        extra: dict[str, Any] = {} if weights is None else {"model__sample_weight": weights}
+        if report and "monitor" in inspect.signature(estimator.fit).parameters:
+            # Exact gradient boosting calls a monitor after each tree; False: go on.
+            total = estimator.n_estimators
+            extra["model__monitor"] = lambda i, *_: console.progress(i + 1, total, "iterations")
         with warnings.catch_warnings(record=True) as recorded:
             warnings.simplefilter("always")
             try:
@@ -172,7 +178,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         pipeline, caught, fit_seconds = best.pipeline, best.warnings, best.seconds
     else:
         with console.phase("fitting"):
-            pipeline, caught, fit_seconds = fit(dict(plan.options))
+            pipeline, caught, fit_seconds = fit(dict(plan.options), report=True)
     for text in caught:
         console.warn(f"model {plan.qualified}: {text}")
 

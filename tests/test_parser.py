@@ -14,6 +14,7 @@ from sqlml.parser import (
     DropModel,
     ExportModel,
     MLPreprocess,
+    SetSetting,
     ShowModels,
     find_ml_spans,
     parse_ml_call,
@@ -68,6 +69,15 @@ def render(sql: str) -> Any:
             out.append({"statement": "SHOW MODELS"})
         elif isinstance(ast, DescribeModel):
             out.append({"statement": "DESCRIBE MODEL", **_name(ast.this)})
+        elif isinstance(ast, SetSetting):
+            value = ast.args.get("expression")
+            out.append(
+                {
+                    "statement": "SET" if value is not None else "RESET",
+                    "setting": ast.this,
+                    "value": None if value is None else value.sql(),
+                }
+            )
         else:
             calls = []
             for span in find_ml_spans(statement.source, statement.lo, statement.hi):

@@ -25,6 +25,7 @@ from sqlml.parser.expressions import (
     MLPreprocess,
     ModelOption,
     RawSQL,
+    SetSetting,
     ShowModels,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "MLSpan",
     "ModelOption",
     "RawSQL",
+    "SetSetting",
     "ShowModels",
     "Source",
     "Statement",
@@ -49,14 +51,16 @@ __all__ = [
 ]
 
 # Cheap test before tokenizing: SQL without these words is DuckDB's alone.
-_ML_HINT = re.compile(r"\bmodels?\b|\bml\s*\.", re.IGNORECASE)
+_ML_HINT = re.compile(r"\bmodels?\b|\bml\s*\.|\bsqlml_", re.IGNORECASE)
 # Text that is surely sqlml's, even when it cannot be tokenized.
 _ML_STATEMENT = re.compile(
     r"\b(create\s+(or\s+replace\s+)?model|drop\s+model|show\s+models|describe\s+model"
-    r"|export\s+model)\b"
+    r"|export\s+model|(re)?set\s+((session|local|global)\s+)?sqlml_\w+)\b"
     r"|\bml\s*\.\s*\w+\s*\(",
     re.IGNORECASE,
 )
+
+_SQLML_RESET = re.compile(r"((session|local|global)\s+)?sqlml_\w+", re.IGNORECASE)
 
 _DIALECT = Sqlml()
 
@@ -150,6 +154,11 @@ def _is_ml_statement(tokens: list[Token]) -> bool:
         return words[1] == "MODEL"
     if words[0] == "SHOW":
         return words[1] == "MODELS"
+    if words[0] == "SET":
+        name = words[2] if words[1] in ("SESSION", "LOCAL", "GLOBAL") else words[1]
+        return name.startswith("SQLML_")
+    if words[0] == "RESET" and len(tokens) > 1:  # RESET is a command: the rest is one token
+        return _SQLML_RESET.fullmatch(tokens[1].text.strip()) is not None
     if words[0] == "DESCRIBE":
         return words[1] == "MODEL" and len(tokens) > 2
     return False

@@ -27,6 +27,7 @@ from sqlml.parser.expressions import (
     MLPreprocess,
     ModelOption,
     RawSQL,
+    SetSetting,
     ShowModels,
 )
 
@@ -86,6 +87,10 @@ class SqlmlParser(DuckDBParser):
             and self._next.text.upper() == "MODEL"
         ):
             return self._parse_export_model()
+        if self._curr and self._curr.text.upper() in ("SET", "RESET"):
+            setting = self._parse_sqlml_setting()
+            if setting is not None:
+                return setting
         return super()._parse_statement()
 
     def raise_error(self, message: str, token: Token | None = None) -> None:
@@ -150,6 +155,36 @@ class SqlmlParser(DuckDBParser):
         self._expect_end("EXPORT MODEL <name>" + (" OPTIONS (...)" if options else ""))
         return self.expression(ExportModel(this=name, options=options))
 
+    def _parse_sqlml_setting(self) -> SetSetting | None:
+        """SET [SESSION | LOCAL | GLOBAL] sqlml_x (= | TO) value, RESET sqlml_x: sqlml's own
+        settings; every other SET is DuckDB's."""
+        index = self._index
+        reset = self._curr.text.upper() == "RESET"
+        self._advance()
+        if reset and self._curr and self._curr.token_type == TokenType.STRING:
+            # RESET is a command to sqlglot: what follows arrives as one token.
+            name = self._curr.text.split()[-1].lower()
+            if not name.startswith("sqlml_"):
+                self._retreat(index)
+                return None
+            self._advance()
+            return self.expression(SetSetting(this=name))
+        self._match_texts(("SESSION", "LOCAL", "GLOBAL"))
+        if not (self._curr and self._curr.text.lower().startswith("sqlml_")):
+            self._retreat(index)
+            return None
+        name = self._curr.text.lower()
+        self._advance()
+        value = None
+        if not reset:
+            if not (self._match(TokenType.EQ) or self._match_text_seq("TO")):
+                self.raise_error(f"Expected = or TO after SET {name}")
+            value = self._parse_primary()
+            if value is None:
+                self.raise_error(f"Expected a value after SET {name} =")
+        self._expect_end(f"RESET {name}" if reset else f"SET {name} = <value>")
+        return self.expression(SetSetting(this=name, expression=value))
+
     def _parse_drop_model(self) -> DropModel | None:
         if not self._match_text_seq("MODEL"):
             return None
@@ -182,9 +217,11 @@ class SqlmlParser(DuckDBParser):
         name = self._parse_table_parts()
         if not isinstance(name, exp.Table) or not name.name:
             self.raise_error(f"Expected a model name after {statement}", first)
-        if name.catalog:
+        # database.schema.name is read (dbt's ref() renders one); the database must be the
+        # current one, which only the connection knows (QueryExpander.schema_of).
+        if len(name.parts) > 3:
             self.raise_error(
-                "A model name has at most two parts, schema.name; "
+                "A model name has at most three parts, database.schema.name; "
                 "models live in the current database",
                 first,
             )

@@ -39,6 +39,12 @@ class ModelOption(exp.Expression):
     arg_types = {"this": True, "expression": True}
 
 
+class SetSetting(exp.Expression):
+    """SET sqlml_<name> = value, or RESET sqlml_<name> (``expression`` None)."""
+
+    arg_types = {"this": True, "expression": False}
+
+
 class DropModel(exp.Expression):
     arg_types = {"this": True, "exists": False}
 

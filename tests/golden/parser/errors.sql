@@ -16,8 +16,8 @@ CREATE MODEL m OPTIONS (model_type 'linear_reg') AS SELECT 1;
 -- case: missing AS
 CREATE MODEL m OPTIONS (model_type = 'linear_reg') SELECT 1;
 
--- case: three-part model name
-CREATE MODEL db.s.m OPTIONS (model_type = 'linear_reg') AS SELECT 1;
+-- case: four-part model name
+CREATE MODEL x.db.s.m OPTIONS (model_type = 'linear_reg') AS SELECT 1;
 
 -- case: drop without a name
 DROP MODEL;
@@ -52,3 +52,9 @@ SELECT ML.STANDARD_SCALER(x) OVER (PARTITION BY y) FROM t;
 
 -- case: TRANSFORM without parentheses
 CREATE MODEL m TRANSFORM x OPTIONS (model_type = 'linear_reg') AS SELECT 1;
+
+-- case: sqlml setting without a value
+SET sqlml_progress;
+
+-- case: sqlml setting with two values
+SET sqlml_progress = false true;

@@ -59,3 +59,12 @@ SELECT * FROM ML.EVALUATE(MODEL m, STRUCT(2 AS trial_id));
 
 -- case: preprocessing functions in a plain query
 SELECT ML.MIN_MAX_SCALER(x) OVER () AS x01, ML.BUCKETIZE(y, [1, 2, 3]) AS yb FROM t;
+
+-- case: sqlml's own setting
+SET sqlml_progress = false;
+
+-- case: sqlml's setting with SESSION and TO
+SET SESSION sqlml_progress TO 'on';
+
+-- case: reset sqlml's setting
+RESET sqlml_progress;
