@@ -150,11 +150,14 @@ FEATURE_INFO_COLUMNS = [
 ]
 
 
+def _stored_rows(call: Call, key: str, columns: list[tuple[str, str]]) -> str:
+    """A table the metadata keeps as a list of rows (dicts) under ``key``."""
+    rows = call.record.metadata.get(key) or []
+    return tables.table_sql(columns, [[r[n] for n, _ in columns] for r in rows])
+
+
 def feature_info_sql(call: Call) -> str:
-    rows = call.record.metadata.get("feature_info") or []
-    return tables.table_sql(
-        FEATURE_INFO_COLUMNS, [[r[n] for n, _ in FEATURE_INFO_COLUMNS] for r in rows]
-    )
+    return _stored_rows(call, "feature_info", FEATURE_INFO_COLUMNS)
 
 
 def weights_sql(call: Call) -> str:
@@ -272,10 +275,7 @@ TRAINING_INFO_COLUMNS = [
 
 
 def training_info_sql(call: Call) -> str:
-    rows = call.record.metadata.get("training_info") or []
-    return tables.table_sql(
-        TRAINING_INFO_COLUMNS, [[r[n] for n, _ in TRAINING_INFO_COLUMNS] for r in rows]
-    )
+    return _stored_rows(call, "training_info", TRAINING_INFO_COLUMNS)
 
 
 def principal_components_sql(call: Call) -> str:
