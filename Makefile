@@ -14,7 +14,9 @@ $(INSTALLED): pyproject.toml
 
 demo: $(INSTALLED)
 	rm -f demo.duckdb demo.duckdb.wal
-	$(BIN)/sqlml demo.duckdb -f sql/demo.sql
+	$(BIN)/sqlml build sql --db demo.duckdb
+	$(BIN)/sqlml demo.duckdb -c "SELECT name, model_type, key_metric, key_metric_value, version FROM (SHOW MODELS)"
+	$(BIN)/sqlml demo.duckdb -c "SELECT species, penguin_group, count(*) AS penguins, round(avg(predicted_body_mass_g)) AS predicted_mass_g FROM penguin_estimates GROUP BY ALL ORDER BY ALL"
 
 test: $(INSTALLED) lint
 	$(BIN)/python -m pytest

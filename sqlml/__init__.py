@@ -24,6 +24,7 @@ from sqlml.errors import (
     OptionError,
     ParityError,
     ParseError,
+    ProjectError,
     QueryError,
     SchemaNotFound,
     TrainingError,
@@ -33,11 +34,12 @@ from sqlml.errors import (
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's shell object
+def load_ipython_extension(ipython) -> None:
     """``%load_ext sqlml``: the ``%sqlml`` and ``%%sqlml`` magics."""
     from sqlml.magics import load
 
     load(ipython)
+
 
 __all__ = [
     "ArgumentError",
@@ -56,6 +58,7 @@ __all__ = [
     "OptionError",
     "ParityError",
     "ParseError",
+    "ProjectError",
     "QueryError",
     "SchemaNotFound",
     "SilentConsole",

@@ -3,11 +3,13 @@
 ``sqlml.model_versions`` holds one immutable row per trained version: the ONNX bytes and
 the JSON metadata (plus a few columns copied out of it for SHOW MODELS).
 ``sqlml.models`` points each model at its current version. ``sqlml.model_trials`` keeps
-the other trials of a tuned version (ONNX and metadata, as a version). ``sqlml.catalog_info``
-records the catalog format, so a later release can migrate an older file.
+the other trials of a tuned version (ONNX and metadata, as a version). ``sqlml.build_state``
+keeps the fingerprint of each node ``sqlml build`` last built (see sqlml/project/).
+``sqlml.catalog_info`` records the catalog format, so a later release can migrate an older
+file.
 
-Nothing is created until the first model is stored, so sqlml leaves plain DuckDB files as
-they are.
+Nothing is created until the first model is stored (or the first ``sqlml build``), so sqlml
+leaves plain DuckDB files as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlml.errors import CatalogError
 from sqlml.features import Feature
 
 SCHEMA = "sqlml"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _TRIALS_DDL = f"""CREATE TABLE {SCHEMA}.model_trials (
     schema_name VARCHAR NOT NULL,
@@ -34,6 +36,17 @@ _TRIALS_DDL = f"""CREATE TABLE {SCHEMA}.model_trials (
     onnx_sha256 VARCHAR NOT NULL,
     onnx BLOB NOT NULL,
     metadata VARCHAR NOT NULL
+)"""
+
+# One row per project node `sqlml build` built: what it was built from (sqlml/project/state.py).
+_BUILD_STATE_DDL = f"""CREATE TABLE {SCHEMA}.build_state (
+    node VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    sql_sha256 VARCHAR NOT NULL,
+    inputs VARCHAR NOT NULL,
+    built_at TIMESTAMP NOT NULL
 )"""
 
 _DDL = [
@@ -60,11 +73,13 @@ _DDL = [
         current_version INTEGER NOT NULL
     )""",
     _TRIALS_DDL,
+    _BUILD_STATE_DDL,
 ]
 
 # Migrations from format n to n + 1, run in one transaction when an older file is opened.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
     1: lambda con: con.execute(_TRIALS_DDL),  # format 2: hyperparameter tuning's trials
+    2: lambda con: con.execute(_BUILD_STATE_DDL),  # format 3: sqlml build's fingerprints
 }
 
 
@@ -334,11 +349,16 @@ class transaction:
         self.owned = False
 
     def __enter__(self) -> transaction:
-        try:
+        # Look before BEGIN: a failed BEGIN inside the caller's transaction would abort it
+        # (DuckDB invalidates a transaction on any error). Inside one, every statement has
+        # the same transaction id; outside, each has its own.
+        first, second = (
+            self.con.execute("SELECT current_transaction_id()").fetchall()[0][0]
+            for _ in range(2)
+        )
+        self.owned = first != second
+        if self.owned:
             self.con.execute("BEGIN TRANSACTION")
-            self.owned = True
-        except duckdb.TransactionException:
-            self.owned = False  # already inside the user's transaction
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

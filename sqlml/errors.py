@@ -95,6 +95,11 @@ class CatalogError(Error, RuntimeError):
     """The catalog inside the database file is unreadable or from an unknown format."""
 
 
+class ProjectError(Error, ValueError):
+    """A ``sqlml build`` project that cannot be run: a file that is not one CREATE
+    statement, two files making the same name, a cycle, an unknown --select name."""
+
+
 __all__ = [
     "ArgumentError",
     "CatalogError",
@@ -110,6 +115,7 @@ __all__ = [
     "OptionError",
     "ParityError",
     "ParseError",
+    "ProjectError",
     "QueryError",
     "SchemaNotFound",
     "TrainingError",

@@ -16,6 +16,7 @@ import pytest
 import sqlml
 from sqlml import catalog
 from sqlml.features import input_values
+from sqlml.project import build
 from tests.conftest import load_penguins, snapshot
 
 MASS = """CREATE {replace} MODEL mass
@@ -158,24 +159,49 @@ def test_newer_catalog_format_is_refused(db_path):
     raw.close()
 
 
-def test_format_1_catalog_is_migrated_to_format_2(db_path):
+def test_format_1_catalog_is_migrated_to_the_current_format(db_path):
     with sqlml.connect(db_path) as con:
         load_penguins(con)
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
-    # A file written by format 1 had no model_trials table.
+    # A file written by format 1 had no model_trials table (nor format 3's build_state).
     raw = duckdb.connect(str(db_path))
     raw.execute("DROP TABLE sqlml.model_trials")
+    raw.execute("DROP TABLE sqlml.build_state")
     raw.execute("UPDATE sqlml.catalog_info SET value = '1' WHERE key = 'format_version'")
     raw.close()
     with pytest.raises(sqlml.CatalogError, match="open it once without read_only"):
         sqlml.connect(db_path, read_only=True)
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("2",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
         assert con.sql("SELECT count(*) FROM sqlml.model_trials").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM sqlml.build_state").fetchall() == [(0,)]
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
         con.sql("DROP MODEL mass")  # DROP reaches the migrated table
         assert con.sql("SELECT count(*) FROM sqlml.models").fetchall() == [(0,)]
+
+
+def test_format_2_catalog_gains_the_build_state(db_path, tmp_path):
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(MASS.format(replace="", features="flipper_length_mm"))
+    raw = duckdb.connect(str(db_path))
+    raw.execute("DROP TABLE sqlml.build_state")
+    raw.execute("UPDATE sqlml.catalog_info SET value = '2' WHERE key = 'format_version'")
+    raw.close()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "heavy.sql").write_text(
+        "CREATE TABLE heavy AS SELECT * FROM penguins WHERE body_mass_g > 5000"
+    )
+    with sqlml.connect(db_path) as con:
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
+        result = build(con, project)
+        assert [(r.name, r.status) for r in result.results] == [("heavy", "built")]
+        assert con.sql("SELECT node, kind, path FROM sqlml.build_state").fetchall() == [
+            ("main.heavy", "table", "heavy.sql")
+        ]
+        assert con.sql("SELECT version FROM (SHOW MODELS)").fetchall() == [(1,)]
 
 
 def test_later_format_migrations_run_in_order(db_path, monkeypatch):
@@ -184,14 +210,14 @@ def test_later_format_migrations_run_in_order(db_path, monkeypatch):
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
 
-    # A later release: format 3 adds a column; opening a format-2 file migrates it.
+    # A later release: format 4 adds a column; opening a format-3 file migrates it.
     def add_notes(raw: duckdb.DuckDBPyConnection) -> None:
         raw.execute("ALTER TABLE sqlml.model_versions ADD COLUMN notes VARCHAR DEFAULT ''")
 
-    monkeypatch.setattr(catalog, "FORMAT_VERSION", 3)
-    monkeypatch.setitem(catalog.MIGRATIONS, 2, add_notes)
+    monkeypatch.setattr(catalog, "FORMAT_VERSION", 4)
+    monkeypatch.setitem(catalog.MIGRATIONS, 3, add_notes)
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("4",)]
         assert con.sql("SELECT notes FROM sqlml.model_versions").fetchall() == [("",)]
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
 

@@ -1,0 +1,544 @@
+"""``sqlml build``: throwaway projects in tmp_path, and the repository's own sql/ project."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sqlml
+from sqlml.project import build
+from sqlml.project.command import main
+from tests.conftest import PENGUINS_CSV, snapshot
+
+REPO = Path(__file__).resolve().parent.parent
+
+# File names sort in the wrong order on purpose: the order must come from the SQL.
+PROJECT = {
+    "z_birds.sql": "CREATE TABLE birds AS\n"
+    "SELECT * FROM read_csv('data/birds.csv', nullstr = 'NA') WHERE body_mass_g IS NOT NULL;\n",
+    "y_clean.sql": "CREATE OR REPLACE TABLE clean AS\n"
+    "SELECT species, island, sex, flipper_length_mm, bill_length_mm, body_mass_g\n"
+    "FROM birds WHERE sex IS NOT NULL",
+    "x_islands.sql": "CREATE TABLE islands AS SELECT island, count(*) AS n FROM birds GROUP BY island",
+    "b_model.sql": "-- the weight model\n"
+    "CREATE OR REPLACE MODEL mass\n"
+    "OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])\n"
+    "AS SELECT * FROM clean;",
+    "a_scored.sql": "CREATE TABLE scored AS SELECT species, mass(c) AS predicted FROM clean AS c",
+    "c_eval/eval.sql": "CREATE VIEW reports.fit AS SELECT * FROM ML.EVALUATE(MODEL mass)",
+    "tests/mass_fits.sql": "SELECT * FROM ML.EVALUATE(MODEL mass) WHERE r2_score < 0.5",
+}
+ORDER = ["birds", "islands", "clean", "mass", "scored", "reports.fit", "mass_fits"]
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = write(tmp_path / "project", PROJECT)
+    (root / "data").mkdir()
+    shutil.copy(PENGUINS_CSV, root / "data" / "birds.csv")
+    return root
+
+
+@pytest.fixture
+def db():
+    with sqlml.connect() as con:
+        yield con
+
+
+def statuses(result) -> dict[str, tuple[str, str]]:
+    return {r.name: (r.status, r.reason) for r in result.results}
+
+
+def model_version(con, name: str = "mass") -> int:
+    return con.sql(f"SELECT version FROM (SHOW MODELS) WHERE name = '{name}'").fetchall()[0][0]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_order_comes_from_what_the_sql_reads(project, db):
+    result = build(db, project)
+    assert [r.name for r in result.results] == ORDER
+    assert statuses(result) == {
+        **{name: ("built", "new") for name in ORDER[:-1]},
+        "mass_fits": ("passed", ""),
+    }
+    assert [r.kind for r in result.results] == [
+        "table", "table", "table", "model", "table", "view", "test"
+    ]  # fmt: skip
+    assert result.ok
+    # The tables hold what their SQL says, read from the file relative to the project.
+    assert db.sql("SELECT count(*) FROM birds").fetchall() == [(342,)]
+    assert db.sql("SELECT count(*) FROM clean").fetchall() == [(333,)]
+    assert db.sql("SELECT count(*), count(predicted) FROM scored").fetchall() == [(333, 333)]
+    expected = db.sql("SELECT mass(c) FROM clean c").fetchall()
+    assert db.sql("SELECT predicted FROM scored").fetchall() == expected
+    assert (
+        db.sql("SELECT r2_score FROM reports.fit").fetchall()
+        == db.sql("SELECT r2_score FROM ML.EVALUATE(MODEL mass)").fetchall()
+    )
+    metric = result["mass"].metric
+    assert (metric.name, metric.version, metric.previous) == ("r2_score", 1, None)
+    assert metric.value == pytest.approx(
+        db.sql("SELECT r2_score FROM reports.fit").fetchall()[0][0]
+    )
+    # DuckDB's file_search_path is as it was.
+    assert db.sql("SELECT current_setting('file_search_path')").fetchall() == [("",)]
+    state = db.sql("SELECT node, kind, path FROM sqlml.build_state ORDER BY node").fetchall()
+    assert state == [
+        ("main.birds", "table", "z_birds.sql"),
+        ("main.clean", "table", "y_clean.sql"),
+        ("main.islands", "table", "x_islands.sql"),
+        ("main.mass", "model", "b_model.sql"),
+        ("main.scored", "table", "a_scored.sql"),
+        ("reports.fit", "view", "c_eval/eval.sql"),
+    ]
+
+
+def test_an_unchanged_project_is_skipped(project, db):
+    build(db, project)
+    before = snapshot(db)
+    result = build(db, project)
+    assert statuses(result) == {
+        **{name: ("skipped", "unchanged") for name in ORDER[:-1]},
+        "mass_fits": ("passed", ""),
+    }
+    assert snapshot(db) == before  # nothing rewritten, no model version added
+    assert model_version(db) == 1
+    assert result["mass"].metric.version == 1
+
+
+def test_an_edit_rebuilds_the_node_and_its_downstream(project, db):
+    build(db, project)
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex IS NOT NULL AND island <> 'Torgersen'")
+    result = build(db, project)
+    assert statuses(result) == {
+        "birds": ("skipped", "unchanged"),
+        "islands": ("skipped", "unchanged"),
+        "clean": ("built", "sql changed"),
+        "mass": ("built", "upstream changed: clean"),
+        "scored": ("built", "upstream changed: clean, mass"),
+        "reports.fit": ("built", "upstream changed: mass"),
+        "mass_fits": ("passed", ""),
+    }
+    assert db.sql("SELECT count(*) FROM clean").fetchall() == [(286,)]
+    assert db.sql("SELECT count(*) FROM scored").fetchall() == [(286,)]
+    assert model_version(db) == 2  # retrained, once
+    metric = result["mass"].metric
+    assert (metric.version, metric.previous_version) == (2, 1)
+    versions = dict(db.sql("SELECT version, key_metric_value FROM sqlml.model_versions").fetchall())
+    assert metric.previous == pytest.approx(versions[1])
+    assert metric.change == pytest.approx(versions[2] - versions[1])
+    assert metric.change != 0
+    # Whitespace or a comment is an edit too; the next build then skips again.
+    assert statuses(build(db, project))["clean"] == ("skipped", "unchanged")
+
+
+def test_changed_data_rebuilds_what_reads_it(project, db, tmp_path):
+    write(project, {"w_priced.sql": "CREATE TABLE priced AS SELECT c.species, "
+                    "r.rate * c.body_mass_g AS price FROM clean c JOIN rates r USING (species)"})  # fmt: skip
+    db.sql("CREATE TABLE rates AS SELECT * FROM (VALUES ('Adelie', 2.0), ('Gentoo', 3.0)) "
+           "t(species, rate)")  # fmt: skip
+    build(db, project)
+    assert db.sql("SELECT count(*) FROM priced").fetchall() == [(265,)]
+    assert statuses(build(db, project))["priced"] == ("skipped", "unchanged")
+
+    db.sql("INSERT INTO rates VALUES ('Chinstrap', 1.5)")  # outside the project
+    result = build(db, project)
+    assert statuses(result)["priced"] == ("built", "data changed: rates")
+    assert statuses(result)["clean"] == ("skipped", "unchanged")
+    assert db.sql("SELECT count(*) FROM priced").fetchall() == [(333,)]
+
+    # The seed file changes: the seed and everything after it is rebuilt.
+    csv = project / "data" / "birds.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(lines[:101]))
+    weighed = db.sql(
+        f"SELECT count(*) FROM read_csv('{csv}', nullstr = 'NA') WHERE body_mass_g IS NOT NULL"
+    ).fetchall()
+    assert weighed[0][0] < 100
+    result = build(db, project)
+    assert statuses(result)["birds"] == ("built", "data changed: data/birds.csv")
+    assert statuses(result)["clean"] == ("built", "upstream changed: birds")
+    assert statuses(result)["priced"] == ("built", "upstream changed: clean")
+    assert db.sql("SELECT count(*) FROM birds").fetchall() == weighed
+    assert model_version(db) == 2
+
+
+def test_a_dropped_object_is_rebuilt(project, db):
+    build(db, project)
+    db.sql("DROP TABLE islands")
+    db.sql("DROP MODEL mass")
+    result = build(db, project)
+    assert statuses(result)["islands"] == ("built", "missing from the database")
+    assert statuses(result)["mass"] == ("built", "missing from the database")
+    # Rebuilt from the same inputs: what reads them has nothing new to read.
+    assert statuses(result)["scored"] == ("skipped", "unchanged")
+    assert db.sql("SELECT count(*) FROM islands").fetchall() == [(3,)]
+
+
+def test_a_failing_data_test_fails_the_build_with_its_rows(project, db, capsys):
+    write(project, {"tests/sub/no_gentoo.sql": "SELECT species, island, count(*) AS n FROM clean "
+                    "WHERE species = 'Gentoo' GROUP BY ALL"})  # fmt: skip
+    result = build(db, project)
+    assert not result.ok
+    failing = result["sub/no_gentoo"]
+    assert (failing.kind, failing.status, failing.path) == (
+        "test",
+        "failed",
+        "tests/sub/no_gentoo.sql",
+    )
+    expected = db.sql("SELECT 'Gentoo', 'Biscoe', count(*) FROM clean WHERE species = 'Gentoo'")
+    assert failing.columns == ["species", "island", "n"]
+    assert failing.rows == expected.fetchall()
+    assert failing.row_count == 1
+    assert result["mass_fits"].status == "passed"
+    assert [r.status for r in result.results[:-2]] == ["built"] * 6  # tests don't undo nodes
+
+    # A test that cannot run fails the build too.
+    write(project, {"tests/broken.sql": "SELECT * FROM birds WHERE wingspan > 1"})
+    result = build(db, project)
+    assert (result["broken"].status, result["sub/no_gentoo"].status) == ("failed", "failed")
+    assert 'Referenced column "wingspan" not found' in result["broken"].error
+    (project / "tests" / "broken.sql").unlink()
+
+    # The command: exit status 1, the test named, its rows shown.
+    assert main([str(project), "--db", ":memory:"]) == 1
+    out = capsys.readouterr().out
+    gentoo = expected.fetchall()[0][2]
+    assert "FAILED test sub/no_gentoo (tests/sub/no_gentoo.sql): returned 1 row" in out
+    assert re.search(rf"Gentoo\s+Biscoe\s+{gentoo}\n", out)
+    assert out.rstrip().endswith("Build FAILED: 6 nodes built, 1 test passed, 1 test failed")
+
+
+def test_a_failing_node_keeps_its_previous_result_and_skips_downstream(project, db):
+    build(db, project)
+    before = snapshot(db)
+    edit(project / "y_clean.sql", "bill_length_mm,", "bill_length_mm, beak_colour,")
+    edit(project / "x_islands.sql", "count(*) AS n", "count(*) AS birds")  # independent
+    result = build(db, project)
+    assert not result.ok
+    assert statuses(result) == {
+        "birds": ("skipped", "unchanged"),
+        "islands": ("built", "sql changed"),
+        "clean": ("failed", "sql changed"),
+        "mass": ("skipped", "upstream failed: clean"),
+        "scored": ("skipped", "upstream failed: clean"),
+        "reports.fit": ("skipped", "upstream failed: clean"),
+        "mass_fits": ("skipped", "upstream failed: clean"),
+    }
+    assert "beak_colour" in result["clean"].error
+    after = snapshot(db)
+    for table in ("main.clean", "main.scored", "main.birds"):
+        assert after["tables"][table] == before["tables"][table]
+    assert db.sql("SELECT column_name FROM (DESCRIBE islands)").fetchall() == [
+        ("island",),
+        ("birds",),
+    ]
+    assert model_version(db) == 1
+    state = dict(db.sql("SELECT node, fingerprint FROM sqlml.build_state").fetchall())
+    old_state = dict((r[0], r[3]) for r in before["tables"]["sqlml.build_state"])
+    assert state["main.clean"] == old_state["main.clean"]  # its failure recorded nothing
+
+    # Fixed, the node and its downstream run; the model's failure keeps its version.
+    edit(project / "y_clean.sql", "bill_length_mm, beak_colour,", "bill_length_mm,")
+    edit(project / "b_model.sql", "['body_mass_g']", "['weight']")
+    result = build(db, project)
+    assert statuses(result)["clean"] == ("skipped", "unchanged")
+    assert statuses(result)["mass"] == ("failed", "sql changed")
+    assert "weight" in result["mass"].error
+    assert statuses(result)["scored"] == ("skipped", "upstream failed: mass")
+    assert model_version(db) == 1
+    assert db.sql("SELECT count(*) FROM sqlml.model_versions").fetchall() == [(1,)]
+
+
+def test_a_cycle_is_an_error_naming_the_files(tmp_path, db):
+    root = write(tmp_path / "p", {
+        "one.sql": "CREATE TABLE a AS SELECT * FROM c",
+        "two.sql": "CREATE TABLE b AS SELECT * FROM a",
+        "sub/three.sql": "CREATE VIEW c AS SELECT * FROM b JOIN base USING (id)",
+        "base.sql": "CREATE TABLE base AS SELECT 1 AS id",
+    })  # fmt: skip
+    before = snapshot(db)
+    with pytest.raises(sqlml.ProjectError) as info:
+        build(db, root)
+    assert str(info.value) == (
+        "These files read each other in a cycle: one.sql (a) reads sub/three.sql (c) reads "
+        "two.sql (b) reads one.sql (a). Break the cycle: no node can be built before the others"
+    )
+    assert snapshot(db) == before
+    assert main([str(root), "--db", ":memory:"]) == 1
+
+
+def test_a_node_reading_itself_is_an_error(tmp_path, db):
+    root = write(tmp_path / "p", {"t.sql": "CREATE OR REPLACE TABLE t AS SELECT * FROM t"})
+    with pytest.raises(sqlml.ProjectError, match=r"^t\.sql reads t, the name it makes itself"):
+        build(db, root)
+
+
+def test_two_files_making_one_name_is_an_error(tmp_path, db):
+    root = write(tmp_path / "p", {
+        "first.sql": "CREATE TABLE main.Totals AS SELECT 1 AS x",
+        "more/second.sql": "CREATE VIEW totals AS SELECT 2 AS x",
+    })  # fmt: skip
+    with pytest.raises(sqlml.ProjectError) as info:
+        build(db, root)
+    assert str(info.value) == (
+        "Two files make totals: first.sql and more/second.sql. Each name is made by one file; "
+        "rename or remove one"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("CREATE TABLE a AS SELECT 1; CREATE TABLE b AS SELECT 2",
+         "bad.sql holds 2 statements; a project file holds exactly one statement"),
+        ("-- nothing yet\n", "bad.sql holds no statement"),
+        ("SELECT 1", "bad.sql: starts 'SELECT 1'; a node file holds one CREATE [OR REPLACE] "
+         "TABLE|VIEW|MODEL [IF NOT EXISTS] name ... AS <query> statement"),
+        ("CREATE TABLE t (id INTEGER)", "bad.sql: TABLE without AS <query>"),
+        ("CREATE TEMP TABLE t AS SELECT 1", "bad.sql: a temporary table is gone"),
+        ("CREATE MACRO twice(x) AS x * 2", "bad.sql: starts 'CREATE MACRO twice'"),
+        ("CREATE VIEW v AS SELECT * FROM read_csv('data/x.csv')",
+         "bad.sql: the view v reads 'data/x.csv' by a relative path"),
+        ("CREATE TABLE t AS SELECT FROM WHERE", "bad.sql: cannot read this SQL"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_one_create_statement_is_an_error(tmp_path, db, text, message):
+    root = write(tmp_path / "p", {"good.sql": "CREATE TABLE g AS SELECT 1 AS x", "bad.sql": text})
+    before = snapshot(db)
+    with pytest.raises(sqlml.ProjectError) as info:
+        build(db, root)
+    assert str(info.value).startswith(message)
+    assert snapshot(db) == before
+
+
+def test_a_data_test_must_be_a_query(tmp_path, db):
+    root = write(tmp_path / "p", {"g.sql": "CREATE TABLE g AS SELECT 1 AS x",
+                                  "tests/t.sql": "CREATE TABLE x AS SELECT 1"})  # fmt: skip
+    with pytest.raises(sqlml.ProjectError, match=r"^tests/t\.sql: a data test is one query"):
+        build(db, root)
+
+
+def test_select_a_node_and_its_downstream(project, db):
+    with pytest.raises(sqlml.ProjectError) as info:
+        build(db, project, select=["clean"])  # birds was never built
+    assert str(info.value) == (
+        "y_clean.sql reads birds, which is not in the database yet and not selected: build it "
+        "first, or select it too (--select +clean selects everything clean reads)"
+    )
+    result = build(db, project, select=["+clean"])
+    assert statuses(result) == {"birds": ("built", "new"), "clean": ("built", "new")}
+    result = build(db, project, select=["clean+", "islands"])
+    assert statuses(result) == {
+        "islands": ("built", "new"),
+        "clean": ("skipped", "unchanged"),
+        "mass": ("built", "new"),
+        "scored": ("built", "new"),
+        "reports.fit": ("built", "new"),
+        "mass_fits": ("passed", ""),
+    }
+
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex = 'male'")
+    edit(project / "x_islands.sql", "count(*) AS n", "count(*) AS birds")
+    result = build(db, project, select=["clean"])
+    assert statuses(result) == {"clean": ("built", "sql changed")}  # tests read the model only
+    assert model_version(db) == 1
+    result = build(db, project, select=["y_clean.sql+"])  # a file's path works too
+    assert statuses(result)["clean"] == ("skipped", "unchanged")
+    assert statuses(result)["mass"] == ("built", "upstream changed: clean")
+    assert "islands" not in statuses(result)
+    assert statuses(build(db, project))["islands"] == ("built", "sql changed")
+
+    with pytest.raises(
+        sqlml.ProjectError, match=r"^--select clen: no node of the project makes clen"
+    ):
+        build(db, project, select=["clen"])
+
+
+def test_dry_run_plans_and_changes_nothing(project, db, capsys):
+    before = snapshot(db)
+    result = build(db, project, dry_run=True)
+    assert statuses(result) == {
+        **{name: ("would build", "new") for name in ORDER[:-1]},
+        "mass_fits": ("would run", ""),
+    }
+    assert snapshot(db) == before  # not even the catalog
+
+    build(db, project)
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex = 'female'")
+    before = snapshot(db)
+    result = build(db, project, dry_run=True)
+    assert statuses(result) == {
+        "birds": ("would skip", "unchanged"),
+        "islands": ("would skip", "unchanged"),
+        "clean": ("would build", "sql changed"),
+        "mass": ("would build", "upstream changed: clean"),
+        "scored": ("would build", "upstream changed: clean, mass"),
+        "reports.fit": ("would build", "upstream changed: mass"),
+        "mass_fits": ("would run", ""),
+    }
+    assert snapshot(db) == before
+
+
+def test_dry_run_command_leaves_the_file_alone(project, tmp_path, capsys):
+    db_path = tmp_path / "built.duckdb"
+    assert main([str(project), "--db", str(db_path), "--dry-run"]) == 0
+    assert not db_path.exists()
+    out = capsys.readouterr().out
+    assert re.search(r"clean\s+table\s+would build\s+new\n", out)
+    assert out.rstrip().endswith(
+        "Plan: 6 nodes would build, 1 test would run (dry run: nothing ran)"
+    )
+
+    assert main([str(project), "--db", str(db_path)]) == 0
+    capsys.readouterr()
+    raw = sqlml.connect(db_path)
+    before = snapshot(raw)
+    raw.close()
+    (project / "x_islands.sql").write_text(
+        "CREATE TABLE islands AS SELECT DISTINCT island FROM birds"
+    )
+    assert main([str(project), "--db", str(db_path), "--dry-run"]) == 0
+    assert re.search(r"islands\s+table\s+would build\s+sql changed\n", capsys.readouterr().out)
+    with sqlml.connect(db_path) as raw:
+        assert snapshot(raw) == before
+
+
+def test_full_refresh_rebuilds_everything(project, db):
+    build(db, project)
+    result = build(db, project, full_refresh=True)
+    assert statuses(result) == {
+        **{name: ("built", "full refresh") for name in ORDER[:-1]},
+        "mass_fits": ("passed", ""),
+    }
+    assert model_version(db) == 2
+    metric = result["mass"].metric
+    assert (metric.version, metric.previous_version, metric.change) == (2, 1, 0.0)  # same data
+
+
+def test_a_view_that_becomes_a_table(project, db):
+    build(db, project)
+    edit(project / "c_eval/eval.sql", "CREATE VIEW", "CREATE TABLE")
+    result = build(db, project)
+    assert statuses(result)["reports.fit"] == ("built", "sql changed")
+    kinds = db.sql(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'reports' UNION ALL "
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'reports'"
+    ).fetchall()
+    assert kinds == [("fit",)]  # the view is gone, a table took its place
+
+
+def test_models_read_by_function_inside_ml_and_in_training_queries(tmp_path, db):
+    db.sql(f"CREATE TABLE penguins AS FROM read_csv('{PENGUINS_CSV}', nullstr = 'NA')")
+    root = write(tmp_path / "p", {
+        "1.sql": "CREATE MODEL kind OPTIONS (model_type = 'logistic_reg', "
+        "input_label_cols = ['species']) AS SELECT species, island, flipper_length_mm FROM penguins",
+        "2.sql": "CREATE VIEW probs AS SELECT kind_probs(p) AS probs FROM penguins p",
+        "3.sql": "CREATE MODEL stacked OPTIONS (model_type = 'linear_reg', "
+        "input_label_cols = ['body_mass_g']) AS SELECT body_mass_g, predicted_species "
+        "FROM ML.PREDICT(MODEL kind, (WITH w AS (SELECT * FROM weighed) SELECT * FROM w))",
+        "0.sql": "CREATE TABLE weighed AS SELECT * FROM penguins WHERE body_mass_g IS NOT NULL",
+    })  # fmt: skip
+    result = build(db, root)
+    assert [r.name for r in result.results] == ["weighed", "kind", "probs", "stacked"]
+    state = dict(db.sql("SELECT node, inputs FROM sqlml.build_state").fetchall())
+    assert sorted(json.loads(state["main.stacked"])) == ["node:main.kind", "node:main.weighed"]
+    assert sorted(json.loads(state["main.probs"])) == ["node:main.kind", "relation:main.penguins"]
+
+
+def test_an_imported_model_path_is_relative_to_the_project(tmp_path, db):
+    db.sql(f"CREATE TABLE penguins AS FROM read_csv('{PENGUINS_CSV}', nullstr = 'NA')")
+    root = write(tmp_path / "p", {
+        "imported.sql": "CREATE MODEL IF NOT EXISTS zoo.imported "
+        "OPTIONS (model_type = 'onnx', model_path = 'onnx/flipper.onnx')",
+        "scores.sql": "CREATE TABLE scores AS SELECT zoo.imported(p) AS grams FROM penguins p",
+    })  # fmt: skip
+    (root / "onnx").mkdir()
+    for features in ("flipper_length_mm", "flipper_length_mm, sex"):
+        db.sql(
+            "CREATE OR REPLACE MODEL trained OPTIONS (model_type = 'linear_reg', "
+            f"input_label_cols = ['body_mass_g']) AS SELECT body_mass_g, {features} FROM penguins"
+        )
+        db.sql(f"EXPORT MODEL trained OPTIONS (uri = '{root / 'onnx' / 'flipper.onnx'}')")
+        result = build(db, root)
+        assert result.ok
+        np.testing.assert_allclose(
+            db.sql("SELECT grams FROM scores").fetchnumpy()["grams"],
+            db.sql("SELECT trained(p) AS grams FROM penguins p").fetchnumpy()["grams"],
+            rtol=1e-9,
+        )
+    assert statuses(result) == {
+        "zoo.imported": ("built", "data changed: onnx/flipper.onnx"),
+        "scores": ("built", "upstream changed: zoo.imported"),
+    }
+    assert model_version(db, "imported") == 2
+
+
+def summary_rows(text: str) -> list[tuple[str, str, str]]:
+    """(node, kind, status) of each row of a printed summary."""
+    body = text.split("\n-----", 1)[1].split("\n\n", 1)[0]
+    return [tuple(re.split(r"\s{2,}", line)[:3]) for line in body.splitlines()[1:]]
+
+
+def test_the_repository_sql_project_as_the_readme_shows(tmp_path, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## SQL projects: `sqlml build`")[1].split("\n## ")[0]
+    # The project tree in the README is the sql/ folder as it is.
+    tree = re.search(r"```text\n(sql/\n.*?)```", section, re.DOTALL).group(1)
+    listed, folders = set(), []
+    for line in tree.splitlines()[1:]:
+        name = re.sub(r"\s+#.*$", "", line.split("── ")[-1]).strip()
+        depth = line.index("── ") // 4
+        folders = [*folders[:depth], name]
+        if not name.endswith("/"):
+            listed.add("".join(folders))
+    actual = {p.relative_to(REPO / "sql").as_posix() for p in (REPO / "sql").rglob("*")}
+    assert listed == {name for name in actual if (REPO / "sql" / name).is_file()}
+
+    # Its command builds it as the README's summary shows.
+    command = re.search(r"```sh\n(sqlml build sql --db demo.duckdb)\n```", section).group(1)
+    shown = re.search(r"```text\n(node .*?)```", section, re.DOTALL).group(1)
+    db_path = tmp_path / "demo.duckdb"
+    argv = command.split()[2:]
+    argv[argv.index("demo.duckdb")] = str(db_path)
+    argv[argv.index("sql")] = str(REPO / "sql")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert summary_rows(out) == summary_rows(shown)
+    assert len(summary_rows(out)) == 12
+    assert out.rstrip().endswith(shown.rstrip().splitlines()[-1])
+    with sqlml.connect(db_path) as con:
+        assert con.sql("SELECT name FROM (SHOW MODELS) ORDER BY name").fetchall() == [
+            ("penguin_groups",), ("penguin_mass",), ("penguin_species",)
+        ]  # fmt: skip
+        assert con.sql("SELECT count(*) FROM species_predictions").fetchall() == [(342,)]
+
+    # Again: nothing to do. The Python example plans the same.
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("Build succeeded: 8 nodes skipped, 4 tests passed")
+    result = build(db_path, REPO / "sql", select=["stg_penguins+"], dry_run=True)
+    assert result.ok
+    assert list(result.statuses().items())[:2] == [
+        ("stg_penguins", "would skip"), ("penguin_features", "would skip")
+    ]  # fmt: skip
+    assert set(result.statuses().values()) == {"would skip", "would run"}
+    assert "penguins" not in result.statuses()
