@@ -112,6 +112,15 @@ def plan(
     family = families.get(given["model_type"])
     options = resolve(given, family.options, family.model_type, family.unsupported)
     options["model_type"] = family.model_type
+    tuned = [k for k, v in options.items() if isinstance(v, HParam)]
+    if not family.supervised and (tuned or options.get("num_trials", 1) > 1):
+        # Trials are ranked on held-out rows, and these model types train on every row.
+        raise OptionError(
+            f"Model {qualified}: sqlml tunes supervised models only (each trial is scored on "
+            f"held-out rows; {family.model_type} trains on every row). Remove num_trials and "
+            "give single values",
+            tuned[0] if tuned else "num_trials",
+        )
     _check_tuning(options, qualified)
     if options.get("enable_global_explain"):
         from sqlml.explain import explainable

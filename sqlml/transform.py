@@ -218,7 +218,8 @@ class _Fitter:
         if name == "MIN_MAX_SCALER":
             low, high = self.stats([f"min({x})", f"max({x})"], function)
             scaled = f"({x} - {low}) / {_nonzero(f'({high} - {low})')}"
-            return f"least(greatest({scaled}, 0e0), 1e0)"  # BigQuery caps at [0, 1]
+            # BigQuery caps at [0, 1]; NULL stays NULL (DuckDB's greatest() skips NULLs).
+            return f"(CASE WHEN {x} IS NULL THEN NULL ELSE least(greatest({scaled}, 0e0), 1e0) END)"
         if name == "MAX_ABS_SCALER":
             (top,) = self.stats([f"max(abs({x}))"], function)
             return f"({x} / {_nonzero(top)})"
@@ -256,7 +257,10 @@ class _Fitter:
             if not isinstance(n, int) or isinstance(n, bool) or n < 2:
                 raise ArgumentError(f"{function}(x, n) needs a number of buckets n >= 2")
             points = ", ".join(str(k / n) for k in range(1, n))
-            (bounds,) = self.stats([f"list_distinct(quantile_cont({x}, [{points}]))"], function)
+            if self.fitting:
+                (bounds,) = self.stats([f"list_distinct(quantile_cont({x}, [{points}]))"], function)
+            else:  # the window is the aggregate's; list_distinct is a scalar over it
+                bounds = f"list_distinct(quantile_cont({x}, [{points}]) OVER ())"
             # bin_1 below the first bound, bin_i + 1 from bound i on.
             return (
                 f"(CASE WHEN {x} IS NULL THEN NULL ELSE 'bin_' || "
