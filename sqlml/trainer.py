@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +126,13 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     weights = class_weights(plan, classes, y_train)
     train_table = data if len(train_rows) == len(data) else RowSelection(data, train_rows)
 
-    def fit(options: dict[str, Any], report: bool = False) -> tuple[Any, list[str], float]:
+    def fit(
+        options: dict[str, Any], report: bool = False, catch: bool = True
+    ) -> tuple[Any, list[str], float]:
         """One fit of the pipeline with these options: (pipeline, warnings, seconds);
-        ``report``: iterations to the console, where the estimator tells them."""
+        ``report``: iterations to the console, where the estimator tells them; ``catch``:
+        record the warnings (False where the caller records them: catch_warnings changes
+        process-wide state, so parallel fits cannot each use it)."""
         context = FitContext(
             rows=len(train_rows),
             random_seed=options["random_seed"],
@@ -142,25 +147,21 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         )
         pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
         started = time.perf_counter()
-        caught: list[str] = []
         extra: dict[str, Any] = {} if weights is None else {"model__sample_weight": weights}
         if report and "monitor" in inspect.signature(estimator.fit).parameters:
             # Exact gradient boosting calls a monitor after each tree; False: go on.
             total = estimator.n_estimators
             extra["model__monitor"] = lambda i, *_: console.progress(i + 1, total, "iterations")
-        with warnings.catch_warnings(record=True) as recorded:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) if catch else nullcontext([]) as recorded:
+            if catch:
+                warnings.simplefilter("always")
             try:
                 pipeline.fit(train_table, y_train, **extra)
             except Error:
                 raise
             except (ValueError, MemoryError, ArithmeticError) as e:
                 raise TrainingError(f"Training model {plan.qualified} failed: {e}") from e
-        for warning in recorded:
-            text = f"{warning.category.__name__}: {warning.message}"
-            if text not in caught:
-                caught.append(text)
-        return pipeline, caught, time.perf_counter() - started
+        return pipeline, warning_texts(recorded), time.perf_counter() - started
 
     trials: list[Any] = []
     if plan.options.get("num_trials", 1) > 1:
@@ -198,6 +199,16 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         seconds={"read": read_seconds, "fit": fit_seconds},
         trials=trials,
     )
+
+
+def warning_texts(recorded: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warnings, as "Category: message"."""
+    texts: list[str] = []
+    for warning in recorded:
+        text = f"{warning.category.__name__}: {warning.message}"
+        if text not in texts:
+            texts.append(text)
+    return texts
 
 
 def class_weights(

@@ -10,16 +10,19 @@ Algorithms (``hparam_tuning_algorithm``):
 - 'random_search': each hyperparameter drawn at random (log-uniformly for a positive
   range spanning two orders of magnitude or more);
 - 'grid_search': every combination of the candidates, in order;
-- 'vizier_default' (the default): a tree-structured Parzen estimator. After a few random
-  trials, it models the hyperparameters of the best quarter of the trials and of the rest
-  with kernel densities, and tries next the candidate most likely under the first and least
-  under the second. ``benchmarks/tuning.py`` measures it against random search.
+- 'vizier_default' (the default): Bayesian optimization, as Vizier's default is. After a
+  few random trials, a Gaussian process (Matérn 5/2 kernel, fitted to the objective, on a
+  log scale for errors and losses) models the objective over the search space, and the
+  next trial is the untried candidate of largest expected improvement. Parallel trials
+  count the pending ones as poor results ("constant liar"), so a batch spreads out.
+  ``benchmarks/tuning.py`` measures it against random search.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,11 +37,11 @@ from sqlml.errors import ArgumentError, Error, OptionError
 from sqlml.families import CLASSIFICATION, CLUSTERING, REGRESSION
 from sqlml.metrics import METRICS, evaluate, explained_variance
 from sqlml.options import HParam
-from sqlml.preprocessing import RowSelection
 
 if TYPE_CHECKING:
     from sqlml.console import Console
     from sqlml.planner import TrainingPlan
+    from sqlml.preprocessing import RowSelection
     from sqlml.query import QueryExpander
     from sqlml.table_functions import Call, Spec
 
@@ -46,8 +49,8 @@ SMALLER_IS_BETTER = {
     "mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
     "median_absolute_error", "log_loss", "davies_bouldin_index", "mean_squared_distance",
 }  # fmt: skip
-GOOD_SHARE = 0.25
-CANDIDATES_PER_STEP = 24
+CANDIDATES_GLOBAL = 2000  # uniform candidates per Bayesian step
+CANDIDATES_LOCAL = 500  # candidates near the best trials
 PROPOSALS = 100  # draws before concluding every combination has been tried
 LOSS_SAMPLE_ROWS = 10_000
 
@@ -101,7 +104,7 @@ def objective_of(plan: TrainingPlan) -> tuple[str, bool]:
 
 def tune(
     plan: TrainingPlan,
-    fit: Callable[[dict[str, Any]], tuple[Any, list[str], float]],
+    fit: Callable[..., tuple[Any, list[str], float]],
     data: pa.Table,
     y: np.ndarray | None,
     train_rows: np.ndarray,
@@ -114,6 +117,8 @@ def tune(
     count = plan.options["num_trials"]
     parallel = plan.options["max_parallel_trials"]
     rng = np.random.default_rng(plan.options["random_seed"])
+    from sqlml.preprocessing import RowSelection  # scikit-learn: only when training
+
     evaluation = RowSelection(data, eval_rows)
     y_eval = y[eval_rows] if y is not None else None
     # The training loss is measured on (a sample of) the training rows.
@@ -130,7 +135,7 @@ def tune(
     def run(trial: Trial) -> Trial:
         options = {**plan.options, **trial.hyperparameters}
         try:
-            trial.pipeline, trial.warnings, trial.seconds = fit(options)
+            trial.pipeline, trial.warnings, trial.seconds = fit(options, catch=parallel == 1)
             trial.metrics = _metrics(plan, trial.pipeline, evaluation, y_eval)
             trial.objective = trial.metrics.get(metric)
             trial.training_loss = _loss(plan, trial.pipeline, training, y_train)
@@ -144,16 +149,17 @@ def tune(
 
     tried: set[str] = set()
 
-    def propose(trial_id: int) -> dict[str, Any] | None:
-        """The next hyperparameters, never ones already tried (None: the space is used up)."""
+    def propose(trial_id: int, pending: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The next hyperparameters, never ones already tried (None: the space is used up).
+        ``pending``: proposed in this batch, not yet run."""
         if grid is not None:
             return grid[trial_id - 1]
         for attempt in range(PROPOSALS):
             if algorithm == "random_search" or len(trials) < _startup(count) or attempt:
                 values = {k: _random(v, rng) for k, v in space.items()}
             else:
-                values = _parzen(space, trials, larger_is_better, rng)
-            key = repr(sorted(values.items()))
+                values = _bayesian(space, trials, pending, larger_is_better, tried, rng)
+            key = _key(values)
             if key not in tried:
                 tried.add(key)
                 return values
@@ -163,13 +169,23 @@ def tune(
         while len(trials) < count:
             batch = []
             for _ in range(min(parallel, count - len(trials))):
-                values = propose(len(trials) + len(batch) + 1)
+                values = propose(len(trials) + len(batch) + 1, [b.hyperparameters for b in batch])
                 if values is None:
                     break
                 batch.append(Trial(len(trials) + len(batch) + 1, values))
             if not batch:
                 break  # every combination of a small space is tried
-            trials += list(pool.map(run, batch))
+            if parallel == 1:
+                trials += list(pool.map(run, batch))
+            else:  # the warnings of parallel fits recorded once around the batch, shared
+                from sqlml.trainer import warning_texts  # loaded: tuning runs inside training
+
+                with warnings.catch_warnings(record=True) as recorded:
+                    warnings.simplefilter("always")
+                    ran = list(pool.map(run, batch))
+                for trial in ran:
+                    trial.warnings = warning_texts(recorded)
+                trials += ran
             console.progress(len(trials), count, "trials")
     done = [t for t in trials if t.status == "SUCCEEDED"]
     if not done:
@@ -239,53 +255,73 @@ def _grid(space: dict[str, HParam]) -> list[dict[str, Any]]:
     return [dict(combination) for combination in itertools.product(*axes)]
 
 
-def _parzen(
-    space: dict[str, HParam], trials: list[Trial], larger_is_better: bool, rng: np.random.Generator
+def _key(values: dict[str, Any]) -> str:
+    return repr(sorted(values.items()))
+
+
+def _bayesian(
+    space: dict[str, HParam],
+    trials: list[Trial],
+    pending: list[dict[str, Any]],
+    larger_is_better: bool,
+    tried: set[str],
+    rng: np.random.Generator,
 ) -> dict[str, Any]:
-    done = [t for t in trials if t.status == "SUCCEEDED"]
+    """The untried point of largest expected improvement under a Gaussian process fitted to
+    the trials so far, in the unit cube of the search space (log scale where the range
+    spans two orders of magnitude)."""
+    import warnings
+
+    from scipy.stats import norm
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    names = list(space)
+    done = [
+        t
+        for t in trials
+        if t.status == "SUCCEEDED" and t.objective is not None and math.isfinite(t.objective)
+    ]
     if len(done) < 2:
         return {k: _random(v, rng) for k, v in space.items()}
-    ranked = sorted(done, key=lambda t: t.objective, reverse=larger_is_better)  # type: ignore[arg-type, return-value]
-    n_good = max(1, math.ceil(GOOD_SHARE * len(ranked)))
-    good, bad = ranked[:n_good], ranked[n_good:] or ranked[-1:]
-    names = list(space)
-    points = {
-        name: (
-            np.array([_to_unit(space[name], t.hyperparameters[name]) for t in good]),
-            np.array([_to_unit(space[name], t.hyperparameters[name]) for t in bad]),
-        )
-        for name in names
-    }
-    best_score, best = -math.inf, None
-    for _ in range(CANDIDATES_PER_STEP):
-        candidate, score = {}, 0.0
-        for name in names:
-            good_u, bad_u = points[name]
-            width = _bandwidth(good_u)
-            if rng.random() < 1.0 / (len(good_u) + 1):  # the uniform prior, mixed in
-                u = float(rng.random())
-            else:
-                u = float(rng.choice(good_u) + rng.normal(0.0, width))
-            u = min(max(u, 0.0), 1.0)
-            score += math.log(_density(u, good_u, width)) - math.log(
-                _density(u, bad_u, _bandwidth(bad_u))
-            )
-            candidate[name] = _from_unit(space[name], u)
-        if score > best_score:
-            best_score, best = score, candidate
-    assert best is not None
-    return best
-
-
-def _bandwidth(points: np.ndarray) -> float:
-    spread = float(np.std(points)) if len(points) > 1 else 0.25
-    return max(spread * len(points) ** -0.2, 0.05)
-
-
-def _density(u: float, points: np.ndarray, width: float) -> float:
-    kernel = np.exp(-0.5 * ((u - points) / width) ** 2) / (width * math.sqrt(2 * math.pi))
-    n = len(points)
-    return float((kernel.sum() + 1.0) / (n + 1))  # with the uniform prior's weight
+    x = np.array([[_to_unit(space[n], t.hyperparameters[n]) for n in names] for t in done])
+    y = np.array([t.objective for t in done], dtype=float)
+    if larger_is_better:
+        score = y
+    elif (y > 0).all():  # errors and losses: their logarithm, so a few bad trials
+        score = -np.log(y)  # do not flatten the differences among the good ones
+    else:
+        score = -y
+    if pending:  # a batch of parallel trials: each pending one counts as a poor result
+        x = np.vstack([x, [[_to_unit(space[n], p[n]) for n in names] for p in pending]])
+        score = np.concatenate([score, np.full(len(pending), score.min())])
+    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+        length_scale=np.full(len(names), 0.3), length_scale_bounds=(0.02, 10.0), nu=2.5
+    ) + WhiteKernel(1e-3, (1e-6, 1e-1))
+    model = GaussianProcessRegressor(
+        kernel, normalize_y=True, n_restarts_optimizer=2, random_state=int(rng.integers(2**31))
+    )
+    # Around the best trials and anywhere: candidates snapped to values the space can take.
+    best = x[np.argsort(-score[: len(done)])[:3]]
+    local = best[rng.integers(len(best), size=CANDIDATES_LOCAL)] + rng.normal(
+        0.0, rng.choice([0.03, 0.1], size=(CANDIDATES_LOCAL, 1)), (CANDIDATES_LOCAL, len(names))
+    )
+    candidates = np.clip(np.vstack([rng.random((CANDIDATES_GLOBAL, len(names))), local]), 0, 1)
+    values = [
+        {n: _from_unit(space[n], u) for n, u in zip(names, row, strict=True)} for row in candidates
+    ]
+    fresh = [i for i, v in enumerate(values) if _key(v) not in tried]
+    if not fresh:
+        return {k: _random(v, rng) for k, v in space.items()}
+    snapped = np.array([[_to_unit(space[n], values[i][n]) for n in names] for i in fresh])
+    with warnings.catch_warnings():  # hyperparameter bounds reached: the fit is still usable
+        warnings.simplefilter("ignore")
+        model.fit(x, score)
+        mean, std = model.predict(snapped, return_std=True)
+    gain = mean - score.max() - 0.01 * np.std(score)
+    z = gain / np.maximum(std, 1e-12)
+    improvement = gain * norm.cdf(z) + std * norm.pdf(z)
+    return values[fresh[int(np.argmax(improvement))]]
 
 
 def _outputs(plan: TrainingPlan, pipeline: Any, rows: RowSelection) -> dict[str, np.ndarray]:

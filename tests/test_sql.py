@@ -256,6 +256,30 @@ def test_import_does_not_load_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
+def test_scoring_a_stored_model_does_not_load_scikit_learn(db_path):
+    """Training needs scikit-learn and skl2onnx; ML.PREDICT, ML.EVALUATE, the model
+    functions and the inspection functions on a stored model do not."""
+    import subprocess
+    import sys
+
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(
+            "CREATE MODEL kind OPTIONS (model_type = 'boosted_tree_classifier', "
+            "input_label_cols = ['species'], max_iterations = 5) AS SELECT * FROM penguins"
+        )
+    code = (
+        f"import sys, sqlml; con = sqlml.connect({str(db_path)!r}); "
+        "con.sql('SELECT count(*) FROM ML.PREDICT(MODEL kind, TABLE penguins)').fetchall(); "
+        "con.sql('SELECT * FROM ML.EVALUATE(MODEL kind, TABLE penguins)').fetchall(); "
+        "con.sql('SELECT * FROM ML.FEATURE_IMPORTANCE(MODEL kind)').fetchall(); "
+        "con.sql('SELECT kind(p) FROM penguins p').fetchall(); "
+        "print(sorted(m for m in ('sklearn', 'skl2onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_date_parts_match_duckdb(con):
     from sqlml.features import DATE_PARTS, TIMESTAMP_PARTS, datetime_values
 
