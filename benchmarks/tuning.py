@@ -4,7 +4,7 @@
 
 For each case (a model type on a data set scikit-learn ships, a search space, an
 objective) and each seed, the same CREATE MODEL runs with
-``hparam_tuning_algorithm = 'vizier_default'`` (sqlml's tree-structured Parzen estimator)
+``hparam_tuning_algorithm = 'vizier_default'`` (a Gaussian process with expected improvement)
 and with ``'random_search'``, ``num_trials`` trials each, scored on the same held-out rows.
 Reported per case: the mean best objective of each, on how many seeds the default found
 the better one, and how many trials the default needed to match random search's final best
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     lines = [
-        f"### Tuning: the default (TPE) against random search, {args.trials} trials, "
+        f"### Tuning: the default (Bayesian optimization) against random search, {args.trials} trials, "
         f"{args.seeds} seeds",
         "",
         "| case | objective | default: mean best | random: mean best "

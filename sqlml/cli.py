@@ -26,13 +26,12 @@ from pathlib import Path
 
 import duckdb
 
-from sqlml.errors import Error
+from sqlml.errors import CommandError, Error
 from sqlml.shell import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    CommandError,
     Shell,
     ShellExit,
     read_lines,

@@ -95,6 +95,10 @@ class CatalogError(Error, RuntimeError):
     """The catalog inside the database file is unreadable or from an unknown format."""
 
 
+class CommandError(Error, ValueError):
+    """A shell dot command used wrongly: unknown, a bad argument, an unreadable file."""
+
+
 class ProjectError(Error, ValueError):
     """A ``sqlml build`` project that cannot be run: a file that is not one CREATE
     statement, two files making the same name, a cycle, an unknown --select name."""
@@ -104,6 +108,7 @@ __all__ = [
     "ArgumentError",
     "CatalogError",
     "ColumnNotFound",
+    "CommandError",
     "DataError",
     "Error",
     "ModelExists",

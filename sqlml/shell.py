@@ -25,7 +25,7 @@ import duckdb
 
 from sqlml import output
 from sqlml.connection import Connection, connect
-from sqlml.errors import Error, ParseError
+from sqlml.errors import CommandError, Error, ParseError
 from sqlml.parser import Source, split_statements
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -39,10 +39,6 @@ _QUERY_WORDS = frozenset(
 _STATUS_COLUMNS = (["Count"], ["Success"])
 
 EMPTY, INCOMPLETE, COMPLETE = "empty", "incomplete", "complete"
-
-
-class CommandError(Error, ValueError):
-    """A dot command used wrongly: unknown, a bad argument, an unreadable file."""
 
 
 class ShellExit(Exception):
