@@ -352,10 +352,9 @@ class transaction:
         # Look before BEGIN: a failed BEGIN inside the caller's transaction would abort it
         # (DuckDB invalidates a transaction on any error). Inside one, every statement has
         # the same transaction id; outside, each has its own.
-        first, second = (
-            self.con.execute("SELECT current_transaction_id()").fetchall()[0][0]
-            for _ in range(2)
-        )
+        query = "SELECT current_transaction_id()"
+        first = self.con.execute(query).fetchall()[0][0]
+        second = self.con.execute(query).fetchall()[0][0]
         self.owned = first != second
         if self.owned:
             self.con.execute("BEGIN TRANSACTION")

@@ -88,7 +88,7 @@ class Connection:
         self._loader_lock = threading.Lock()
         self._empty_result = False
         self.catalog = Catalog(con)
-        self.functions = FunctionRegistry(con, self._load_onnx)
+        self.functions = self._function_registry(con)
         self.expander = QueryExpander(con, self.catalog, self.functions, self.current_schema)
         if self.catalog.check(read_only=read_only):
             for record in self.catalog.all_current():
@@ -205,6 +205,11 @@ class Connection:
         if on and isinstance(self._console, SilentConsole):
             # Asked for explicitly: lines on stderr even when it is not a terminal.
             self._console = TerminalConsole()
+
+    def _function_registry(self, con: duckdb.DuckDBPyConnection) -> FunctionRegistry:
+        """Where the models' UDFs get registered (sqlml.dbt's plugin registers each once
+        for all of dbt's cursors)."""
+        return FunctionRegistry(con, self._load_onnx)
 
     def current_schema(self) -> str:
         return self.duckdb.execute("SELECT current_schema()").fetchall()[0][0]

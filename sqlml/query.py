@@ -85,8 +85,23 @@ class QueryExpander:
 
     # -- models ------------------------------------------------------------------------
 
+    def schema_of(self, table: exp.Table) -> str:
+        """The schema of a model name. A database part (``ref()`` in dbt renders
+        ``"db"."main"."m"``) must name the current database: models live in the file that
+        holds them."""
+        if table.catalog:
+            database = self.con.execute("SELECT current_database()").fetchall()[0][0]
+            if table.catalog.lower() != database.lower():
+                schema = table.db or self.current_schema()
+                raise ModelNotFound(
+                    f"Model {table.catalog}.{schema}.{table.name} names database "
+                    f"{table.catalog}, but models are read from the current database, "
+                    f"{database}. Name it {schema}.{table.name}, or USE {table.catalog} first"
+                )
+        return table.db or self.current_schema()
+
     def lookup(self, table: exp.Table) -> ModelRecord:
-        schema = table.db or self.current_schema()
+        schema = self.schema_of(table)
         record = self.catalog.current(schema, table.name)
         if record is None:
             known = [r.qualified for r in self.catalog.all_current()]
