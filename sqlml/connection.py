@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import weakref
 from collections.abc import Sequence
@@ -163,10 +164,14 @@ class Connection:
         if self._loader is not None:
             self._loader.close()
             self._loader = None
+        # A UDF dies with the connection that registered it, yet other connections to the
+        # same database may call it: remove ours first, and let them register their own.
+        with contextlib.suppress(duckdb.Error):  # a DuckDB connection closed already
+            created = self.functions.unregister_all()
+            for other in list(_OPEN):
+                other.functions.adopt(created)
         if self._owned:
             self.duckdb.close()
-        else:
-            self.functions.unregister_all()
 
     def __enter__(self) -> Connection:
         return self

@@ -130,6 +130,9 @@ class FunctionRegistry:
         self._load = load
         self.runtimes: dict[str, ModelRuntime] = {}  # by UDF name
         self._created: set[str] = set()  # the UDFs this registry put on the database
+        # Versions another connection to the same database had registered: DuckDB keeps
+        # Python UDFs per database, and each lives only as long as the connection that made it.
+        self._borrowed: set[str] = set()
 
     def runtime(self, record: ModelRecord) -> ModelRuntime:
         """The onnxruntime scorer of a version (ML.EVALUATE and parity use it too)."""
@@ -150,7 +153,7 @@ class FunctionRegistry:
         name = udf_name(record)
         if runtime is not None:
             self.runtimes.setdefault(name, runtime)
-        if inference(record) != ONNX or name in self._created:
+        if inference(record) != ONNX or name in self._created or name in self._borrowed:
             return
         scorer = self.runtime(record)
         params = udf_parameter_types(record)
@@ -165,13 +168,14 @@ class FunctionRegistry:
                     sql_type,
                 )
             )
-        for function_name, body, returns in functions:
-            self._create_function(function_name, body, params, returns)
-        self._created.add(name)
+        made = [self._create_function(n, body, params, returns) for n, body, returns in functions]
+        (self._created if made[0] else self._borrowed).add(name)
 
     def _create_function(
         self, name: str, body: Callable[..., object], params: list[str], returns: str
-    ) -> None:
+    ) -> bool:
+        """Register one UDF; False when another connection to this database already has."""
+
         def score(*columns: object) -> object:
             return body(*columns)
 
@@ -195,10 +199,12 @@ class FunctionRegistry:
         except (duckdb.CatalogException, duckdb.NotImplementedException) as e:
             if "already" not in str(e):
                 raise
-            # Another connection to this database registered the same (immutable) version.
+            return False  # the same (immutable) version, from another connection
+        return True
 
     def unregister(self, name: str) -> None:
         runtime = self.runtimes.pop(name, None)
+        self._borrowed.discard(name)
         if name in self._created:
             self._created.discard(name)
             outputs = len(function_outputs(runtime.record)) if runtime else 0
@@ -215,9 +221,20 @@ class FunctionRegistry:
             if keep is None or record.version != keep.version:
                 self.unregister(udf)
 
-    def unregister_all(self) -> None:
+    def unregister_all(self) -> list[str]:
+        """Remove every UDF; the names of those this registry had created."""
+        created = sorted(self._created)
         for name in list(self.runtimes):
             self.unregister(name)
+        return created
+
+    def adopt(self, names: list[str]) -> None:
+        """Another connection removed these UDFs as it closed: register again those this
+        registry was using, now as their owner."""
+        for name in names:
+            if name in self._borrowed:
+                self._borrowed.discard(name)
+                self.register(self.runtimes[name].record)
 
     # -- SQL ---------------------------------------------------------------------------------
 

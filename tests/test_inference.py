@@ -216,3 +216,36 @@ def test_model_functions_never_go_stale(con, inference):
             raw.execute(statement).fetchall()
     with pytest.raises(duckdb.Error):
         con.sql("SELECT * FROM v").fetchall()
+
+
+def test_closing_one_of_two_connections_to_a_file_keeps_the_other_scoring(db_path):
+    """DuckDB keeps Python UDFs per database, alive only while the connection that made
+    them is open: closing it must hand the onnxruntime models to the connections left (in
+    a subprocess, since a dangling UDF crashes the process)."""
+    script = textwrap.dedent(
+        f"""
+        import sqlml
+        from tests.conftest import load_penguins
+        first = sqlml.connect({str(db_path)!r})
+        load_penguins(first)
+        first.sql("CREATE MODEL kind OPTIONS (model_type = 'boosted_tree_classifier', "
+                  "input_label_cols = ['species'], max_iterations = 5, inference = 'onnx') "
+                  "AS SELECT * FROM penguins")
+        query = "SELECT count(*) FROM penguins p WHERE kind(p) = species"
+        expected = first.sql(query).fetchall()
+        second = sqlml.connect({str(db_path)!r})
+        third = sqlml.connect({str(db_path)!r})
+        first.close()
+        after_first = second.sql(query).fetchall()
+        second.close()
+        print(expected == after_first == third.sql(query).fetchall(), expected[0][0])
+        third.close()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    agree, correct = result.stdout.split()
+    assert agree == "True"
+    assert 300 < int(correct) <= 344
