@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     lines = [
-        f"### Tuning: the default (Bayesian optimization) against random search, {args.trials} trials, "
-        f"{args.seeds} seeds",
+        "### Tuning: the default (Bayesian optimization) against random search, "
+        f"{args.trials} trials, {args.seeds} seeds",
         "",
         "| case | objective | default: mean best | random: mean best "
         "| seeds default better | trials to match random (median) |",
