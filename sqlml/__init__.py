@@ -7,6 +7,8 @@ con.sql("CREATE MODEL m OPTIONS (model_type='linear_reg', input_label_cols=['y']
 con.sql("SELECT * FROM ML.EVALUATE(MODEL m)").df()
 """
 
+from typing import Any
+
 from sqlml.connection import Connection, connect
 from sqlml.console import Console, SilentConsole, TerminalConsole
 from sqlml.errors import (
@@ -35,7 +37,7 @@ from sqlml.errors import (
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext sqlml``: the ``%sqlml`` and ``%%sqlml`` magics."""
     from sqlml.magics import load
 

@@ -145,7 +145,9 @@ class _Tracker(Console):
     def phase_ended(self, name: str, seconds: float) -> None:
         pass
 
-    def task_ended(self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool):
+    def task_ended(
+        self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool
+    ) -> None:
         pass
 
 
@@ -204,7 +206,9 @@ class TerminalConsole(_Tracker):
         else:
             self._line(f"sqlml: {name} done in {seconds:.2f}s")
 
-    def task_ended(self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool):
+    def task_ended(
+        self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool
+    ) -> None:
         if self.live:
             self._draw("")
         self._line("sqlml: " + self.summary(title, elapsed, phases, ok))
@@ -247,7 +251,9 @@ class NotebookConsole(_Tracker):
         self._last = now
         self._show(self._html(self.status(), self._fraction()))
 
-    def task_ended(self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool):
+    def task_ended(
+        self, title: str, elapsed: float, phases: list[tuple[str, float]], ok: bool
+    ) -> None:
         self._show(self._html(self.summary(title, elapsed, phases, ok), None))
         self._handle = None
 

@@ -16,6 +16,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import sqlml
+from sqlml import output
+from sqlml.parser import split_statements
 
 # Leading options of the magic's line: a flag and its value (quoted, or up to a space).
 # The SQL after them is kept exactly as typed: shell-style splitting would drop its quotes.
@@ -43,15 +45,18 @@ def _quiet(error: BaseException) -> BaseException:
     return error
 
 
-def _no_rows(relation: duckdb.DuckDBPyRelation | None) -> bool:
-    """Whether a statement returned no rows of its own: sqlml's DDL gives None; DuckDB
-    acknowledges CREATE, INSERT, SET, ... with a materialized "Success" or "Count" table."""
-    if relation is None:
-        return True
-    return relation.type == "MATERIALIZED_RELATION" and relation.columns in (
-        ["Success"],
-        ["Count"],
-    )
+def _run(con: sqlml.Connection, sql: str) -> Any:
+    """Run every statement in turn, as the shell does; the last one's rows as a DataFrame,
+    or None when it returned none (CREATE, INSERT, ...)."""
+    script = split_statements(sql)
+    if script is None:  # not tokenizable, and not sqlml's: DuckDB runs (and reports) it whole
+        relation = con.sql(sql)
+        return relation.df() if output.has_rows(relation, "") else None
+    relation, first = None, ""
+    for statement in script:
+        relation = con.sql(statement.text)
+        first = statement.source.tokens[statement.lo].text.upper()
+    return relation.df() if output.has_rows(relation, first) else None
 
 
 @magics_class
@@ -111,8 +116,7 @@ class SqlmlMagics(Magics):
                 raise UsageError("%sqlml needs SQL to run, e.g. %sqlml SELECT 42")
             return None
         try:
-            relation = con.sql(sql)
-            result = None if _no_rows(relation) else relation.df()
+            result = _run(con, sql)
         except (sqlml.Error, duckdb.Error) as error:
             raise _quiet(error) from None
         if args.out is not None:

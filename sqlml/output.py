@@ -27,6 +27,23 @@ _NUMERIC = re.compile(
 _NOT_JSON = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
+# Statements whose result is shown even when it looks like a row count, as in DuckDB's shell.
+QUERY_WORDS = frozenset(
+    {"SELECT", "FROM", "WITH", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE", "EXPLAIN",
+     "PRAGMA", "CALL", "PIVOT", "UNPIVOT", "("}
+)  # fmt: skip
+# What DuckDB answers for statements that return no rows (CREATE, INSERT, SET, ...).
+STATUS_COLUMNS = (["Count"], ["Success"])
+
+
+def has_rows(result: duckdb.DuckDBPyRelation | None, first_word: str) -> bool:
+    """Whether a statement's result is rows to show, not DuckDB's acknowledgement of a
+    CREATE, INSERT, SET, ... (``first_word``: the statement's first word, upper case)."""
+    if result is None:  # sqlml's statements without a result
+        return False
+    return first_word in QUERY_WORDS or result.columns not in STATUS_COLUMNS
+
+
 def render(
     relation: duckdb.DuckDBPyRelation,
     mode: str = "duckbox",

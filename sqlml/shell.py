@@ -30,13 +30,6 @@ from sqlml.parser import Source, split_statements
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-# Statements whose result is shown even when it looks like a row count, as in DuckDB's shell.
-_QUERY_WORDS = frozenset(
-    {"SELECT", "FROM", "WITH", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE", "EXPLAIN",
-     "PRAGMA", "CALL", "PIVOT", "UNPIVOT", "("}
-)  # fmt: skip
-# What DuckDB answers for statements that return no rows (CREATE, INSERT, SET, ...).
-_STATUS_COLUMNS = (["Count"], ["Success"])
 
 EMPTY, INCOMPLETE, COMPLETE = "empty", "incomplete", "complete"
 
@@ -261,9 +254,7 @@ class Shell:
             )
 
     def _show(self, result: duckdb.DuckDBPyRelation | None, first_word: str) -> None:
-        if result is None:
-            return
-        if first_word not in _QUERY_WORDS and result.columns in _STATUS_COLUMNS:
+        if not output.has_rows(result, first_word):
             return
         width = shutil.get_terminal_size().columns if self.out.isatty() else None
         self._print(output.render(result, self.mode, max_rows=self.max_rows, max_width=width))
@@ -301,8 +292,8 @@ class Shell:
 
     def _exit(self, args: list[str]) -> None:
         self._arguments(".exit", args, 0, 1)
-        if args and not args[0].isdigit():
-            raise CommandError(f"Exit status must be a number, not {args[0]!r}")
+        if args and not (args[0].isdigit() and int(args[0]) <= 255):
+            raise CommandError(f"Exit status must be a number from 0 to 255, not {args[0]!r}")
         raise ShellExit(int(args[0]) if args else EXIT_OK)
 
     def _mode(self, args: list[str]) -> None:

@@ -380,6 +380,12 @@ def test_exit_raises_shell_exit(shell: Shell) -> None:
     assert raised.value.code == 4
 
 
+def test_exit_status_must_fit_a_byte(shell: Shell) -> None:
+    status, out, err = run_lines(shell, ".exit 300")
+    assert (status, out) == (1, "")
+    assert err == "Error: Exit status must be a number from 0 to 255, not '300'\n"
+
+
 def test_results_shown_like_duckdb(shell: Shell) -> None:
     """Queries print; CREATE, INSERT and SET do not; INSERT ... RETURNING does."""
     run_lines(shell, ".mode csv")

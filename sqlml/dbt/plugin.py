@@ -81,7 +81,7 @@ def _hook_initialize_cursor() -> None:
             return
         original: Callable[..., Any] = Environment.__dict__["initialize_cursor"].__func__
 
-        def initialize_cursor(cls: type, creds: Any, cursor: Any, *args: Any, **kwargs: Any):
+        def initialize_cursor(cls: type, creds: Any, cursor: Any, *args: Any, **kwargs: Any) -> Any:
             configured = original(cls, creds, cursor, *args, **kwargs)
             plugins = args[0] if args else kwargs.get("plugins")
             for plugin in (plugins or {}).values():
