@@ -11,6 +11,7 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from contextlib import redirect_stdout
 
 import duckdb
@@ -178,3 +179,16 @@ def _line(names: list[str], rows: list[tuple[str | None, ...]]) -> str:
         for row in rows
     ]
     return "\n\n".join(records)
+
+
+def column_table(names: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Python values as DuckDB's shell prints rows in ``.mode column``: a header, a rule of
+    dashes, columns two spaces apart; cells as in the other modes (NULL, escaped line
+    breaks, wide characters counted twice)."""
+    text = [tuple(None if v is None else str(v) for v in row) for row in rows]
+    cells, widths = _grid(list(names), text)
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(_pad(v, w, "left") for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([line(names), "  ".join("-" * w for w in widths), *map(line, cells)])

@@ -9,23 +9,21 @@ No terminal is needed here; :mod:`sqlml.prompt` adds the interactive prompt.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import duckdb
 
 from sqlml import output
 from sqlml.connection import Connection, connect
 from sqlml.errors import CommandError, Error, ParseError
+from sqlml.interrupt import InterruptGuard
 from sqlml.parser import Source, split_statements
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -84,56 +82,6 @@ def split_input(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
             pending = []
     if pending and statement_state("\n".join(pending)) != EMPTY:
         yield "sql", "\n".join(pending)
-
-
-class _InterruptGuard:
-    """Ctrl-C while a command runs: stop it, and remember that it was stopped.
-
-    Python runs signal handlers only between bytecodes of the main thread, which waits
-    inside DuckDB while a query runs. So the signal also goes to a pipe (the interpreter's
-    wakeup fd, written from the C signal handler), where a thread reads it and interrupts
-    DuckDB; the Python handler then raises KeyboardInterrupt, which also stops Python code
-    such as a model's training. ``fired`` tells the caller why the command stopped.
-    """
-
-    def __init__(self, interrupt: Callable[[], None]):
-        self.fired = False
-        self._interrupt = interrupt
-        self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.fired = True
-        raise KeyboardInterrupt
-
-    def _watch(self, fd: int) -> None:
-        while data := os.read(fd, 64):  # empty once the write end is closed
-            if signal.SIGINT in data:
-                self.fired = True
-                with contextlib.suppress(Exception):  # a closed connection runs nothing
-                    self._interrupt()
-
-    def __enter__(self) -> _InterruptGuard:
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signals reach the main thread only
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._watcher = threading.Thread(target=self._watch, args=(self._read,), daemon=True)
-        self._watcher.start()
-        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        self._installed = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if not self._installed:
-            return
-        try:
-            signal.signal(signal.SIGINT, self._previous)
-            signal.set_wakeup_fd(self._previous_fd)
-        finally:  # a Ctrl-C landing here still closes the pipe and ends the watcher
-            os.close(self._write)
-            self._watcher.join()
-            os.close(self._read)
 
 
 class Shell:
@@ -196,7 +144,7 @@ class Shell:
 
     def run_command(self, kind: str, text: str) -> int:
         """Run one ("sql", text) or ("dot", line) command; report a failure, return status."""
-        guard = _InterruptGuard(lambda: self.con.duckdb.interrupt())
+        guard = InterruptGuard(lambda: self.con.duckdb.interrupt())
         try:
             with guard:
                 if kind == "dot":

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
 import sqlml
-from sqlml.project import build
+from sqlml.project import build, load
 from sqlml.project.command import main
 from tests.conftest import PENGUINS_CSV, snapshot
 
@@ -542,3 +549,303 @@ def test_the_repository_sql_project_as_the_readme_shows(tmp_path, capsys):
     ]  # fmt: skip
     assert set(result.statuses().values()) == {"would skip", "would run"}
     assert "penguins" not in result.statuses()
+
+
+# -- what a statement reads: CTE scopes --------------------------------------------------------
+
+
+def test_a_cte_body_reads_the_table_its_name_hides(tmp_path, db):
+    # DuckDB binds stg inside the non-recursive CTE's own body to the table stg.
+    root = write(tmp_path / "p", {
+        "a.sql": "CREATE TABLE a AS WITH stg AS (SELECT * FROM stg WHERE x > 0) "
+        "SELECT count(*) AS n FROM stg",
+        "z_stg.sql": "CREATE TABLE stg AS SELECT * FROM range(-2, 3) t(x)",
+    })  # fmt: skip
+    result = build(db, root)
+    assert statuses(result) == {"stg": ("built", "new"), "a": ("built", "new")}
+    assert db.sql("SELECT n FROM a").fetchall() == [(2,)]
+    edit(root / "z_stg.sql", "range(-2, 3)", "range(-2, 6)")
+    result = build(db, root)
+    assert statuses(result) == {
+        "stg": ("built", "sql changed"),
+        "a": ("built", "upstream changed: stg"),
+    }
+    assert db.sql("SELECT n FROM a").fetchall() == [(5,)]
+
+
+@pytest.mark.parametrize(
+    ("query", "reads"),
+    [
+        ("WITH stg AS (SELECT * FROM stg WHERE x > 0) SELECT * FROM stg", {"main.stg"}),
+        ("SELECT * FROM (WITH b AS (SELECT 1 AS y) SELECT * FROM b) JOIN b USING (y)",
+         {"main.b"}),
+        ("WITH a AS (SELECT * FROM b), b AS (SELECT 1 AS y) SELECT * FROM a", {"main.b"}),
+        ("WITH a AS (SELECT * FROM t), b AS (SELECT * FROM a) SELECT * FROM b", {"main.t"}),
+        ("WITH b AS (SELECT 1 AS y) SELECT * FROM main.b, (SELECT * FROM b) s", {"main.b"}),
+        ("WITH B AS (SELECT * FROM t) SELECT * FROM \"b\" WHERE y IN (SELECT y FROM b)",
+         {"main.t"}),
+        ("WITH a AS (WITH a AS (SELECT * FROM t) SELECT * FROM a) SELECT * FROM a", {"main.t"}),
+        ("WITH RECURSIVE r AS (SELECT 1 AS x UNION ALL SELECT x + 1 FROM r WHERE x < 3) "
+         "SELECT * FROM r", set()),
+        # The anchor of a recursive CTE reads the table; so does a body that is no UNION.
+        ("WITH RECURSIVE r AS (SELECT * FROM r UNION ALL SELECT x + 1 FROM r WHERE x < 3) "
+         "SELECT * FROM r", {"main.r"}),
+        ("WITH RECURSIVE r AS (SELECT * FROM r WHERE x > 0) SELECT * FROM r", {"main.r"}),
+        # A query argument of an ML call sees the CTEs around the call.
+        ("WITH w AS (SELECT * FROM t) SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM w)) "
+         "JOIN (SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM v))) USING (x)",
+         {"main.t", "main.v"}),
+    ],
+)  # fmt: skip
+def test_cte_names_follow_duckdbs_scopes(tmp_path, query, reads):
+    root = write(tmp_path / "p", {"node.sql": f"CREATE VIEW node AS {query}"})
+    node = load(root).nodes["main.node"]
+    assert node.reads == reads
+
+
+def test_the_cte_scopes_are_duckdbs():
+    """The scopes above are DuckDB's: tables hold x = 1; a CTE read instead would differ."""
+    con = duckdb.connect()
+    for table in ("stg", "b", "r"):
+        con.execute(f"CREATE TABLE {table} AS SELECT 1 AS x")
+    cases = {
+        "WITH stg AS (SELECT x + 1 AS x FROM stg) SELECT list(x) FROM stg": [2],
+        "SELECT list(b.x) FROM (WITH b AS (SELECT 2 AS x) SELECT * FROM b) s, b": [1],
+        "WITH a AS (SELECT * FROM b), b AS (SELECT 2 AS x) SELECT list(x) FROM a": [1],
+        "WITH RECURSIVE r AS (SELECT x FROM r UNION ALL SELECT x + 1 FROM r WHERE x < 3) "
+        "SELECT list(x) FROM r": [1, 2, 3],
+        "WITH RECURSIVE r AS (SELECT x + 1 AS x FROM r WHERE x > 0) SELECT list(x) FROM r": [2],
+    }
+    for query, expected in cases.items():
+        assert con.execute(query).fetchall() == [(expected,)], query
+
+
+# -- unexpected errors and Ctrl-C --------------------------------------------------------------
+
+
+def fail_on(monkeypatch, marker: str, error: BaseException) -> None:
+    """Statements holding ``marker`` run, then raise ``error`` (inside the node's transaction)."""
+    run_sql = sqlml.Connection.sql
+
+    def sql(self, query, **kwargs):
+        relation = run_sql(self, query, **kwargs)
+        if marker in query:
+            raise error
+        return relation
+
+    monkeypatch.setattr(sqlml.Connection, "sql", sql)
+
+
+def test_any_exception_fails_only_its_node(project, db, monkeypatch):
+    build(db, project)
+    before = snapshot(db)
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex = 'male'")
+    edit(project / "x_islands.sql", "count(*) AS n", "count(*) AS birds")
+    fail_on(monkeypatch, "TABLE clean", ValueError("not a sqlml error"))
+    result = build(db, project)
+    assert not result.ok and not result.interrupted
+    assert statuses(result) == {
+        "birds": ("skipped", "unchanged"),
+        "islands": ("built", "sql changed"),
+        "clean": ("failed", "sql changed"),
+        "mass": ("skipped", "upstream failed: clean"),
+        "scored": ("skipped", "upstream failed: clean"),
+        "reports.fit": ("skipped", "upstream failed: clean"),
+        "mass_fits": ("skipped", "upstream failed: clean"),
+    }
+    assert result["clean"].error == "ValueError: not a sqlml error"
+    assert snapshot(db)["tables"]["main.clean"] == before["tables"]["main.clean"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    # Ctrl-C in Python code; DuckDB's own error when it sees the SIGINT during a query.
+    [KeyboardInterrupt(), RuntimeError("Query interrupted")],
+    ids=["KeyboardInterrupt", "duckdb"],
+)
+def test_ctrl_c_stops_the_build_and_keeps_the_previous_result(project, db, monkeypatch, error):
+    build(db, project)
+    before = snapshot(db)
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex = 'male'")
+    fail_on(monkeypatch, "TABLE clean", error)
+    result = build(db, project, full_refresh=True)
+    assert result.interrupted and not result.ok
+    assert statuses(result) == {
+        "birds": ("built", "full refresh"),
+        "islands": ("built", "full refresh"),
+        "clean": ("interrupted", "full refresh"),
+        "mass": ("skipped", "build interrupted"),
+        "scored": ("skipped", "build interrupted"),
+        "reports.fit": ("skipped", "build interrupted"),
+        "mass_fits": ("skipped", "build interrupted"),
+    }
+    assert result["clean"].error is None
+    after = snapshot(db)
+    assert after["tables"]["main.clean"] == before["tables"]["main.clean"]  # rolled back
+    state = dict(db.sql("SELECT node, sql_sha256 FROM sqlml.build_state").fetchall())
+    old_state = dict((r[0], r[4]) for r in before["tables"]["sqlml.build_state"])
+    assert state["main.clean"] == old_state["main.clean"]
+    assert db.sql("SELECT current_setting('file_search_path')").fetchall() == [("",)]
+
+
+def test_the_command_prints_the_summary_of_an_interrupted_build(project, monkeypatch, capsys):
+    fail_on(monkeypatch, "MODEL mass", KeyboardInterrupt())
+    assert main([str(project), "--db", ":memory:"]) == 130
+    out = capsys.readouterr().out
+    assert re.search(r"\nmass\s+model\s+interrupted\s+\d+\.\d\ds\s+new\n", out)
+    assert re.search(r"\nscored\s+table\s+skipped\s+build interrupted\n", out)
+    assert out.rstrip().endswith(
+        "Build INTERRUPTED: 3 nodes built, 1 node interrupted, 2 nodes skipped, 1 test skipped"
+    )
+
+
+def test_ctrl_c_cancels_the_running_query(tmp_path):
+    """A real SIGINT to ``sqlml build`` while DuckDB runs a long statement."""
+    root = write(tmp_path / "p", {
+        "a.sql": "CREATE TABLE a AS SELECT 1 AS x",
+        "b_slow.sql": "CREATE TABLE slow AS SELECT sum(l.range * r.range) AS s "
+        "FROM range(1000000) l, range(1000000) r, a",
+        "c.sql": "CREATE TABLE after AS SELECT * FROM slow",
+        "tests/t.sql": "SELECT * FROM after WHERE s < 0",
+    })  # fmt: skip
+    db_path = tmp_path / "built.duckdb"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sqlml", "build", str(root), "--db", str(db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SQLML_PROGRESS": "1"},  # a line on stderr as each node ends
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # a's line: slow has started
+        assert line.startswith("sqlml: build a: done"), line
+        time.sleep(0.5)
+        started = time.perf_counter()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert time.perf_counter() - started < 30  # the query stopped; it would run for hours
+    assert process.returncode == 130, err
+    assert summary_rows(out) == [
+        ("a", "table", "built"),
+        ("slow", "table", "interrupted"),
+        ("after", "table", "skipped"),
+        ("t", "test", "skipped"),
+    ]
+    assert out.rstrip().endswith(
+        "Build INTERRUPTED: 1 node built, 1 node interrupted, 1 node skipped, 1 test skipped"
+    )
+    with sqlml.connect(db_path) as con:
+        assert con.sql("SELECT node FROM sqlml.build_state").fetchall() == [("main.a",)]
+        tables = con.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
+        assert tables.fetchall() == [("a",)]
+
+
+# -- files, selection, data tests, output --------------------------------------------------------
+
+
+def test_a_file_with_a_byte_order_mark(tmp_path, db):
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "t.sql").write_text("\ufeffCREATE TABLE t AS SELECT 'é' AS x", encoding="utf-8")
+    (root / "v.sql").write_bytes(b"\xef\xbb\xbfCREATE VIEW v AS SELECT * FROM t")
+    result = build(db, root)
+    assert statuses(result) == {"t": ("built", "new"), "v": ("built", "new")}
+    assert db.sql("SELECT x FROM v").fetchall() == [("é",)]
+
+
+def test_a_bad_selection_creates_no_database_file(project, tmp_path, capsys):
+    db_path = tmp_path / "new.duckdb"
+    assert main([str(project), "--db", str(db_path), "--select", "clean"]) == 1
+    assert capsys.readouterr().err == (
+        "Error: y_clean.sql reads birds, which is not in the database yet and not selected: "
+        "build it first, or select it too (--select +clean selects everything clean reads)\n"
+    )
+    assert not db_path.exists()
+    assert main([str(project), "--db", str(db_path), "--select", "+clean"]) == 0
+    assert db_path.exists()
+
+
+def test_a_data_test_runs_its_query_once(tmp_path, db, capsys):
+    root = write(tmp_path / "p", {
+        "n.sql": "CREATE TABLE n AS SELECT range AS i FROM range(25)",
+        "tests/few.sql": "SELECT tick(i) AS i, 'line\nbreak' AS note FROM n ORDER BY i DESC",
+    })  # fmt: skip
+    calls = []
+
+    def tick(i: int) -> int:
+        calls.append(i)
+        return i
+
+    db.duckdb.create_function("tick", tick, ["BIGINT"], "BIGINT", side_effects=True)
+    result = build(db, root)
+    assert len(calls) == 25  # each row once: the query ran once
+    failing = result["few"]
+    assert (failing.columns, failing.row_count) == (["i", "note"], 25)
+    assert failing.rows == [(i, "line\nbreak") for i in range(24, 14, -1)]
+    # The command prints them with the line break escaped.
+    from sqlml.project.command import print_result
+
+    out = io.StringIO()
+    print_result(result, out)
+    assert "Offending rows (the first 10):\ni   note\n--  -----------\n24  line\\nbreak\n" in (
+        out.getvalue()
+    )
+
+
+def test_the_summary_shows_a_models_change_from_the_version_it_replaced(project, tmp_path, capsys):
+    db_path = tmp_path / "built.duckdb"
+    assert main([str(project), "--db", str(db_path)]) == 0
+    edit(project / "y_clean.sql", "sex IS NOT NULL", "sex IS NOT NULL AND island <> 'Dream'")
+    assert main([str(project), "--db", str(db_path)]) == 0
+    out = capsys.readouterr().out
+    with sqlml.connect(db_path) as con:
+        first, second = con.sql(
+            "SELECT key_metric_value FROM sqlml.model_versions ORDER BY version"
+        ).fetchall()
+    shown = f"r2_score {second[0]:.4f} (v2, {second[0] - first[0]:+.4f} from v1)"
+    assert re.search(rf"\nmass\s+model\s+built\s+\S+\s+{re.escape(shown)}\s+upstream", out)
+
+
+def test_names_holding_dots(tmp_path, db):
+    db.sql('CREATE TABLE "raw.rates" AS SELECT 2 AS rate')
+    root = write(tmp_path / "p", {
+        "a.sql": 'CREATE TABLE "a.b" AS SELECT rate * 10 AS x FROM "raw.rates"',
+        "v.sql": 'CREATE VIEW "s.1"."v.w" AS SELECT x + 1 AS y FROM "a.b"',
+    })  # fmt: skip
+    result = build(db, root)
+    assert statuses(result) == {'"a.b"': ("built", "new"), '"s.1"."v.w"': ("built", "new")}
+    assert db.sql('SELECT y FROM "s.1"."v.w"').fetchall() == [(21,)]
+    assert sorted(db.sql("SELECT node FROM sqlml.build_state").fetchall()) == [
+        ('"s.1"."v.w"',), ('main."a.b"',)
+    ]  # fmt: skip
+    assert statuses(build(db, root)) == {
+        '"a.b"': ("skipped", "unchanged"), '"s.1"."v.w"': ("skipped", "unchanged")
+    }  # fmt: skip
+    db.sql('UPDATE "raw.rates" SET rate = 3')
+    result = build(db, root)
+    assert statuses(result) == {
+        '"a.b"': ("built", 'data changed: "raw.rates"'),
+        '"s.1"."v.w"': ("built", 'upstream changed: "a.b"'),
+    }
+    assert db.sql('SELECT y FROM "s.1"."v.w"').fetchall() == [(31,)]
+    db.sql('DROP VIEW "s.1"."v.w"')
+    assert statuses(build(db, root))['"s.1"."v.w"'] == ("built", "missing from the database")
+    assert statuses(build(db, root, select=['"s.1"."v.w"'])) == {
+        '"s.1"."v.w"': ("skipped", "unchanged")
+    }
+
+
+def test_output_into_a_closed_pipe(project, monkeypatch, capfd):
+    import sqlml.project.command as command
+
+    def closed(result, out):
+        raise BrokenPipeError(32, "Broken pipe")  # as `sqlml build ... | head -1` may
+
+    monkeypatch.setattr(command, "print_result", closed)
+    assert main([str(project), "--db", ":memory:", "--select", "+islands"]) == 0
+    print("a later error", file=sys.stderr)  # stderr still shows it
+    print("nothing more on the closed pipe")
+    assert capfd.readouterr() == ("", "a later error\n")

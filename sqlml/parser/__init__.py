@@ -46,8 +46,11 @@ __all__ = [
     "Source",
     "Statement",
     "may_contain_ml",
+    "parse",
     "parse_ml_call",
     "split_statements",
+    "statement_ranges",
+    "word",
 ]
 
 # Cheap test before tokenizing: SQL without these words is DuckDB's alone.
@@ -126,14 +129,16 @@ class MLSpan:
     kind: str  # "call" or "show_models"
 
 
-def _word(token: Token | None) -> str:
+def word(token: Token | None) -> str:
     """Upper-case text of an unquoted word token ("" for quoted identifiers and symbols)."""
     if token is None or token.token_type in (TokenType.IDENTIFIER, TokenType.STRING):
         return ""
     return token.text.upper()
 
 
-def _parse(source: Source, lo: int, hi: int, method: str = "parse") -> Expr:
+def parse(source: Source, lo: int, hi: int, method: str = "parse") -> Expr:
+    """The syntax tree of tokens[lo:hi] in sqlml's dialect (``method="call"``: one ML call);
+    a :class:`ParseError` with the line and column when it does not parse."""
     parser = SqlmlParser(dialect=_DIALECT)
     try:
         if method == "parse":
@@ -147,7 +152,7 @@ def _parse(source: Source, lo: int, hi: int, method: str = "parse") -> Expr:
 
 
 def _is_ml_statement(tokens: list[Token]) -> bool:
-    words = [_word(tok) for tok in tokens[:4]] + ["", "", "", ""]
+    words = [word(tok) for tok in tokens[:4]] + ["", "", "", ""]
     if words[0] == "CREATE":
         return words[1] == "MODEL" or (words[1:4] == ["OR", "REPLACE", "MODEL"])
     if words[0] in ("DROP", "EXPORT"):
@@ -171,7 +176,7 @@ def find_ml_spans(source: Source, lo: int, hi: int) -> list[MLSpan]:
     i = lo
     while i < hi:
         if (
-            _word(tokens[i]) == "ML"
+            word(tokens[i]) == "ML"
             and i + 3 < hi
             and tokens[i + 1].token_type == TokenType.DOT
             and tokens[i + 3].token_type == TokenType.L_PAREN
@@ -179,13 +184,13 @@ def find_ml_spans(source: Source, lo: int, hi: int) -> list[MLSpan]:
             end = _matching_paren(source, i + 3, hi)
             if (
                 end + 2 < hi
-                and _word(tokens[end + 1]) == "OVER"
+                and word(tokens[end + 1]) == "OVER"
                 and (tokens[end + 2].token_type == TokenType.L_PAREN)
             ):
                 end = _matching_paren(source, end + 2, hi)  # an analytic preprocessing call
             spans.append(MLSpan(i, end + 1, "call"))
             i = end + 1
-        elif _word(tokens[i]) == "SHOW" and i + 1 < hi and _word(tokens[i + 1]) == "MODELS":
+        elif word(tokens[i]) == "SHOW" and i + 1 < hi and word(tokens[i + 1]) == "MODELS":
             spans.append(MLSpan(i, i + 2, "show_models"))
             i += 2
         else:
@@ -217,21 +222,27 @@ def split_statements(sql: str) -> list[Statement] | None:
         if _ML_STATEMENT.search(sql):
             raise
         return None
-    statements: list[Statement] = []
+    return [_classify(source, lo, hi) for lo, hi in statement_ranges(source)]
+
+
+def statement_ranges(source: Source) -> list[tuple[int, int]]:
+    """The token range [lo, hi) of each statement: the pieces between top-level semicolons
+    (the tokenizer keeps semicolons inside strings and comments in their token)."""
+    ranges: list[tuple[int, int]] = []
     lo = 0
     tokens = source.tokens
     for i in range(len(tokens) + 1):
         if i == len(tokens) or tokens[i].token_type == TokenType.SEMICOLON:
             if i > lo:
-                statements.append(_classify(source, lo, i))
+                ranges.append((lo, i))
             lo = i + 1
-    return statements
+    return ranges
 
 
 def _classify(source: Source, lo: int, hi: int) -> Statement:
     statement = Statement(source, lo, hi)
     if _is_ml_statement(source.tokens[lo:hi]):
-        statement.ast = _parse(source, lo, hi)
+        statement.ast = parse(source, lo, hi)
     else:
         statement.ml_spans = find_ml_spans(source, lo, hi)
     return statement
@@ -239,4 +250,4 @@ def _classify(source: Source, lo: int, hi: int) -> Statement:
 
 def parse_ml_call(source: Source, span: MLSpan) -> MLFunction | MLPreprocess:
     """The syntax tree of one ``ML.<fn>(...)`` call found by :func:`find_ml_spans`."""
-    return _parse(source, span.lo, span.hi, method="call")  # type: ignore[return-value]
+    return parse(source, span.lo, span.hi, method="call")  # type: ignore[return-value]

@@ -3,24 +3,31 @@
 Prints the plan or the summary (node, kind, status, time, key metric of models, reason),
 then what failed: each error, and a failing data test's rows.
 
+Ctrl-C stops the build: the running statement is cancelled, its node is ``interrupted``
+and keeps its previous result, the rest is ``skipped``, and the summary is printed.
+
 Exit status: 0 everything built, skipped or passed; 1 a node or data test failed, or the
-project cannot run; 2 bad usage.
+project cannot run; 2 bad usage; 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import duckdb
 
 from sqlml.errors import Error
+from sqlml.output import column_table
 from sqlml.project.run import (
     BUILT,
     FAILED,
+    INTERRUPTED,
     PASSED,
     SKIPPED,
     WOULD_BUILD,
@@ -32,7 +39,7 @@ from sqlml.project.run import (
     build,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--full-refresh", action="store_true", help="rebuild every node, changed or not"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, build nothing")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or bad usage (argparse has printed why)
@@ -67,16 +74,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             select=args.select,
             full_refresh=args.full_refresh,
             dry_run=args.dry_run,
+            interruptible=True,
         )
+    except KeyboardInterrupt:  # before the first node or after the last: nothing to report
+        print("Interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (Error, duckdb.Error) as e:
         if args.debug:
             raise
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    if args.debug:
+        for failed in result.failed:
+            if failed.exception is not None:
+                traceback.print_exception(failed.exception, file=sys.stderr)
     try:
         print_result(result, sys.stdout)
     except BrokenPipeError:  # output piped into head, less, ...
-        sys.stderr.close()
+        # Python would complain again flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -86,7 +104,7 @@ def print_result(result: BuildResult, out: TextIO) -> None:
     if result.dry_run:
         header = ["node", "kind", "plan", "reason"]
     rows = [_row(r, result.dry_run) for r in result.results]
-    print(_table(header, rows), file=out)
+    print(column_table(header, rows), file=out)
     for failed in result.failed:
         what = f"test {failed.name}" if failed.kind == "test" else f"{failed.kind} {failed.name}"
         print(f"\nFAILED {what} ({failed.path}): {failed.error}", file=out)
@@ -94,16 +112,15 @@ def print_result(result: BuildResult, out: TextIO) -> None:
             shown = len(failed.rows)
             more = f" (the first {shown})" if shown < failed.row_count else ""
             print(f"Offending rows{more}:", file=out)
-            print(
-                _table(failed.columns, [[_cell(v) for v in row] for row in failed.rows]), file=out
-            )
+            print(column_table(failed.columns, failed.rows), file=out)
     print("\n" + _totals(result), file=out)
 
 
 def _row(result: NodeResult, dry_run: bool) -> list[str]:
     if dry_run:
         return [result.name, result.kind, result.status, result.reason]
-    seconds = f"{result.seconds:.2f}s" if result.status in (BUILT, FAILED, PASSED) else ""
+    timed = (BUILT, FAILED, PASSED, INTERRUPTED)
+    seconds = f"{result.seconds:.2f}s" if result.status in timed else ""
     return [
         result.name,
         result.kind,
@@ -117,7 +134,9 @@ def _row(result: NodeResult, dry_run: bool) -> list[str]:
 def _metric(metric: Metric | None) -> str:
     if metric is None or metric.value is None:
         return ""
-    change = f", {metric.change:+.4f}" if metric.change is not None else ""
+    change = ""
+    if metric.change is not None:
+        change = f", {metric.change:+.4f} from v{metric.previous_version}"
     return f"{metric.name} {metric.value:.4f} (v{metric.version}{change})"
 
 
@@ -126,8 +145,8 @@ def _totals(result: BuildResult) -> str:
     for r in result.results:
         key = f"test {r.status}" if r.kind == "test" else r.status
         counts[key] = counts.get(key, 0) + 1
-    order = [BUILT, SKIPPED, FAILED, WOULD_BUILD, WOULD_SKIP]
-    order += [f"test {s}" for s in (PASSED, FAILED, SKIPPED, WOULD_RUN)]
+    order = [BUILT, INTERRUPTED, SKIPPED, FAILED, WOULD_BUILD, WOULD_SKIP]
+    order += [f"test {s}" for s in (PASSED, FAILED, INTERRUPTED, SKIPPED, WOULD_RUN)]
     parts = []
     for key in order:
         if counts.get(key):
@@ -138,25 +157,9 @@ def _totals(result: BuildResult) -> str:
     if result.dry_run:
         return "Plan: " + (", ".join(parts) or "nothing to do") + " (dry run: nothing ran)"
     verdict = "Build succeeded" if result.ok else "Build FAILED"
+    if result.interrupted:
+        verdict = "Build INTERRUPTED"
     return f"{verdict}: " + (", ".join(parts) or "nothing to do")
-
-
-def _cell(value: Any) -> str:
-    return "NULL" if value is None else str(value)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

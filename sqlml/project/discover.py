@@ -3,31 +3,30 @@
 A node file holds one ``CREATE [OR REPLACE] TABLE|VIEW|MODEL [IF NOT EXISTS] name ... AS``
 statement; a file under ``tests/`` holds one query (a data test). What a statement reads is
 found in its syntax tree (sqlml's sqlglot dialect): tables and views in FROM, JOIN and
-``TABLE t``; ``MODEL x`` inside ``ML.*`` calls; function calls (which may be models'
-functions); files read by ``read_csv(...)``, ``read_parquet(...)``, ``'file.csv'``. Queries
-that sqlml keeps verbatim (the training query of CREATE MODEL, ``(query)`` arguments of
-``ML.*`` calls) are parsed in turn.
+``TABLE t`` (not a CTE's name, where DuckDB binds it to the CTE); ``MODEL x`` inside
+``ML.*`` calls; function calls (which may be models' functions); files read by
+``read_csv(...)``, ``read_parquet(...)``, ``'file.csv'``. Queries that sqlml keeps
+verbatim (the training query of CREATE MODEL, ``(query)`` arguments of ``ML.*`` calls) are
+parsed in turn.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlglot import exp
-from sqlglot.errors import ParseError as SqlglotParseError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokens import TokenType
 
+from sqlml.catalog import quote
 from sqlml.errors import ParseError, ProjectError
-from sqlml.parser import CreateModel, MLFunction, RawSQL, Source
-from sqlml.parser.dialect import Sqlml, SqlmlParser
+from sqlml.parser import CreateModel, MLFunction, RawSQL, Source, parse, statement_ranges, word
 
 DEFAULT_SCHEMA = "main"
 TESTS_DIR = "tests"
-KINDS = ("table", "view", "model")
 
-_DIALECT = Sqlml()
 # A quoted table name DuckDB reads as a file (a replacement scan): FROM 'penguins.csv'.
 _FILE_NAME = re.compile(
     r"[/\\*?]|\.(csv|tsv|txt|parquet|json|jsonl|ndjson|xlsx|arrow)(\.gz|\.zst)?$", re.IGNORECASE
@@ -39,14 +38,14 @@ REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 class Node:
     """One file of the project: a node (table, view, model) or a data test (``test``)."""
 
-    name: str  # lower-case schema.name it makes; a test: "test:<path under tests/>"
+    name: str  # the name_key() of what it makes: schema.name; a test: "test:<path>"
     kind: str  # table, view, model or test
     path: str  # relative to the project, with /
     text: str  # the statement as written (what the fingerprint hashes)
     sql: str  # the statement run: CREATE OR REPLACE ...
-    reads: set[str] = field(default_factory=set)  # tables and views, schema.name
+    reads: set[str] = field(default_factory=set)  # tables and views, as name_key()s
     models: set[str] = field(default_factory=set)  # MODEL x inside ML.* calls
-    calls: set[str] = field(default_factory=set)  # functions called, schema.name
+    calls: set[str] = field(default_factory=set)  # functions called, as name_key()s
     files: set[str] = field(default_factory=set)  # file paths or globs, as written
 
     @property
@@ -58,15 +57,44 @@ class Node:
 
     @property
     def schema(self) -> str:
-        return self.name.rsplit(".", 2)[-2]
+        return split_name(self.name)[-2]
 
     @property
     def short(self) -> str:
-        return self.name.rsplit(".", 1)[-1]
+        return split_name(self.name)[-1]
 
 
 def display_name(name: str) -> str:
     return name.removeprefix(f"{DEFAULT_SCHEMA}.")
+
+
+# -- names -----------------------------------------------------------------------------------
+
+# One part of a name key: "quoted" (a part holding a dot or a quote) or plain.
+_KEY_PART = re.compile(r'(?:^|(?<=\.))(?:"((?:[^"]|"")*)"|([^."]+))(?=\.|$)')
+
+
+def name_key(parts: Iterable[str]) -> str:
+    """A name as one string, the key of nodes, inputs and ``sqlml.build_state``: its parts
+    lower-case (DuckDB's names are case-insensitive), joined by dots; a part holding a dot
+    or a double quote is quoted as in SQL, so :func:`split_name` gives the parts back."""
+    return ".".join(
+        quote(part) if "." in part or '"' in part else part for part in (p.lower() for p in parts)
+    )
+
+
+def split_name(key: str) -> list[str]:
+    """The parts of a :func:`name_key`: ``[catalog,] schema, name``."""
+    return [plain or quoted.replace('""', '"') for quoted, plain in _KEY_PART.findall(key)]
+
+
+def called_names(call: str) -> list[str]:
+    """The models a function call may be: ``x(...)`` is model x, ``x_probs(...)`` x too."""
+    *schema, function = split_name(call)
+    names = [call]
+    if function.endswith("_probs"):
+        names.append(name_key([*schema, function.removesuffix("_probs")]))
+    return names
 
 
 def discover(root: Path) -> tuple[list[Node], list[Node]]:
@@ -101,20 +129,14 @@ def _source(root: Path, path: Path) -> tuple[str, Source, int, int]:
     """The file's text parsed into tokens, and the token range of its one statement."""
     relative = path.relative_to(root).as_posix()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows write a BOM
     except (OSError, UnicodeDecodeError) as e:
         raise ProjectError(f"{relative}: cannot read the file: {e}") from None
     try:
         source = Source.of(text)
     except ParseError as e:
         raise ProjectError(f"{relative}: {e}") from None
-    ranges: list[tuple[int, int]] = []
-    lo = 0
-    for i in range(len(source.tokens) + 1):
-        if i == len(source.tokens) or source.tokens[i].token_type == TokenType.SEMICOLON:
-            if i > lo:
-                ranges.append((lo, i))
-            lo = i + 1
+    ranges = statement_ranges(source)
     if len(ranges) != 1:
         what = "no statement" if not ranges else f"{len(ranges)} statements"
         raise ProjectError(
@@ -125,16 +147,10 @@ def _source(root: Path, path: Path) -> tuple[str, Source, int, int]:
 
 
 def _parse(relative: str, source: Source, lo: int, hi: int) -> exp.Expr:
-    parser = SqlmlParser(dialect=_DIALECT)
     try:
-        tree = parser.parse(source.tokens[lo:hi], source.sql)[0]
-    except SqlglotParseError as e:
-        info = e.errors[0] if e.errors else {}
-        where = f" (line {info['line']}, column {info['col']})" if info.get("line") else ""
-        raise ProjectError(
-            f"{relative}: cannot read this SQL to find what it reads: "
-            f"{info.get('description') or e}{where}"
-        ) from None
+        tree = parse(source, lo, hi)
+    except ParseError as e:
+        raise ProjectError(f"{relative}: cannot read this SQL to find what it reads: {e}") from None
     if tree is None:
         raise ProjectError(f"{relative}: cannot read this SQL to find what it reads")
     return tree
@@ -204,26 +220,20 @@ def read_test(root: Path, path: Path) -> Node:
     return node
 
 
-def _word(token: Token) -> str:
-    return (
-        "" if token.token_type in (TokenType.IDENTIFIER, TokenType.STRING) else token.text.upper()
-    )
-
-
 def _create_or_replace(relative: str, source: Source, lo: int, hi: int, kind: str) -> str:
     """The statement as CREATE OR REPLACE <kind> name ...: a rebuild replaces what the last
     build made (plain CREATE would fail, IF NOT EXISTS would keep the old one)."""
     tokens = source.tokens
     i = lo + 1
-    if _word(tokens[i]) == "OR" and _word(tokens[i + 1]) == "REPLACE":
+    if word(tokens[i]) == "OR" and word(tokens[i + 1]) == "REPLACE":
         i += 2
-    if _word(tokens[i]) != kind.upper():
+    if word(tokens[i]) != kind.upper():
         raise ProjectError(
             f"{relative}: expected CREATE [OR REPLACE] {kind.upper()} name, found "
             f"{source.text(lo, i + 1)!r}"
         )
     i += 1
-    if [_word(t) for t in tokens[i : i + 3]] == ["IF", "NOT", "EXISTS"]:
+    if [word(t) for t in tokens[i : i + 3]] == ["IF", "NOT", "EXISTS"]:
         i += 3
     return (
         f"CREATE OR REPLACE {kind.upper()} " + source.sql[tokens[i].start : tokens[hi - 1].end + 1]
@@ -255,9 +265,9 @@ def _model_path_absolute(root: Path, node: Node, source: Source, lo: int, hi: in
 
 
 def qualify(table: exp.Table) -> str:
-    """Lower-case ``schema.name`` (``catalog.schema.name`` when it names a database)."""
-    parts = [table.catalog, table.db or DEFAULT_SCHEMA, table.name]
-    return ".".join(p.lower() for p in parts if p)
+    """The :func:`name_key` of ``schema.name`` (``catalog.schema.name`` when it names a
+    database)."""
+    return name_key(p for p in (table.catalog, table.db or DEFAULT_SCHEMA, table.name) if p)
 
 
 def _parse_raw(relative: str, source: Source, raw: RawSQL) -> exp.Expr:
@@ -266,14 +276,18 @@ def _parse_raw(relative: str, source: Source, raw: RawSQL) -> exp.Expr:
     )
 
 
-def _scan(tree: exp.Expr, source: Source, node: Node, relative: str) -> None:
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+def _scan(
+    tree: exp.Expr, source: Source, node: Node, relative: str, outer: frozenset[str] = frozenset()
+) -> None:
+    """Add what ``tree`` reads to the node. ``outer``: CTE names visible where the tree sits
+    (a query argument of an ML call, parsed apart, sees the CTEs around the call)."""
     for item in tree.walk():
         if isinstance(item, RawSQL):
             if isinstance(item.parent, MLFunction) and item.arg_key == "input":
-                _scan(_parse_raw(relative, source, item), source, node, relative)
+                inner = _parse_raw(relative, source, item)
+                _scan(inner, source, node, relative, outer | _ctes_in_scope(item))
         elif isinstance(item, exp.Table):
-            _table(item, node, ctes)
+            _table(item, node, outer)
         elif isinstance(item, exp.Anonymous):
             schema = DEFAULT_SCHEMA
             parent = item.parent
@@ -283,10 +297,55 @@ def _scan(tree: exp.Expr, source: Source, node: Node, relative: str) -> None:
                 and isinstance(parent.this, exp.Identifier | exp.Column)
             ):
                 schema = parent.this.name  # schema.model(p)
-            node.calls.add(f"{schema}.{item.name}".lower())
+            node.calls.add(name_key([schema, item.name]))
 
 
-def _table(table: exp.Table, node: Node, ctes: set[str]) -> None:
+def _ctes_in_scope(item: exp.Expr) -> set[str]:
+    """Lower-case names of the CTEs a table name at ``item`` means, as DuckDB binds them:
+    those of every WITH around it; inside a CTE's body, only the CTEs before it (the CTE's
+    own name there is the table of that name), and itself only in the recursive part of
+    ``WITH RECURSIVE name AS (anchor UNION [ALL] recursive)``."""
+    names: set[str] = set()
+    child, parent = item, item.parent
+    while parent is not None:
+        if isinstance(parent, exp.With):  # child: one of its CTEs
+            ctes = parent.expressions
+            index = next((i for i, cte in enumerate(ctes) if cte is child), len(ctes))
+            names.update(_cte_name(cte) for cte in ctes[:index])
+            body = child.this if isinstance(child, exp.CTE) else None
+            if (
+                parent.args.get("recursive")
+                and isinstance(body, exp.Union)
+                and _within(item, body.expression)
+            ):
+                names.add(_cte_name(child))
+            # Past the query this WITH belongs to: its later CTEs are not visible here.
+            child = parent.parent
+            if child is None:
+                break
+            parent = child.parent
+            continue
+        with_ = parent.args.get("with_")
+        if isinstance(with_, exp.With):
+            names.update(_cte_name(cte) for cte in with_.expressions)
+        child, parent = parent, parent.parent
+    return names
+
+
+def _cte_name(cte: exp.Expr) -> str:
+    return cte.alias_or_name.lower()
+
+
+def _within(item: exp.Expr, ancestor: exp.Expr) -> bool:
+    node: exp.Expr | None = item
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
+def _table(table: exp.Table, node: Node, outer: frozenset[str]) -> None:
     inner = table.this
     if isinstance(inner, MLFunction):
         return  # the ML.<fn>(...) call itself; its MODEL and TABLE arguments come on their own
@@ -303,7 +362,7 @@ def _table(table: exp.Table, node: Node, ctes: set[str]) -> None:
         return
     if not inner.quoted and table.name.upper() == "SHOW" and table.alias.upper() == "MODELS":
         return  # (SHOW MODELS) reads the model catalog
-    if not table.db and table.name.lower() in ctes:
+    if not table.db and table.name.lower() in outer | _ctes_in_scope(table):
         return
     node.reads.add(qualify(table))
 

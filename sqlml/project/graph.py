@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlml.errors import ProjectError
-from sqlml.project.discover import DEFAULT_SCHEMA, Node, discover
+from sqlml.project.discover import DEFAULT_SCHEMA, Node, called_names, discover
 
 
 @dataclass
@@ -74,7 +74,7 @@ def reads_nodes(item: Node, nodes: dict[str, Node]) -> set[str]:
     """The project nodes a statement reads: relations, MODEL x, model functions called."""
     found = {name for name in item.reads | item.models if name in nodes}
     for call in item.calls:
-        for name in (call, call.removesuffix("_probs")):
+        for name in called_names(call):
             if name in nodes and nodes[name].kind == "model":
                 found.add(name)
     return found

@@ -1,15 +1,18 @@
 """Run a project: its nodes in dependency order, each only when its fingerprint changed,
 then its data tests. Returns a result per node and test; prints nothing (command.py does).
 
-A failing node leaves the previous object in place (tables and views are replaced in a
-transaction with the fingerprint; CREATE OR REPLACE MODEL keeps the previous version when
-training fails), keeps its old fingerprint, and its downstream is skipped.
+A failing node (any exception) leaves the previous object in place (tables and views are
+replaced in a transaction with the fingerprint; CREATE OR REPLACE MODEL keeps the previous
+version when training fails), keeps its old fingerprint, and its downstream is skipped.
+Ctrl-C (KeyboardInterrupt, or DuckDB's own error for an interrupted query) stops the build:
+the running node is ``interrupted`` (and kept as it was), the rest ``skipped``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,22 +20,33 @@ from typing import Any
 
 import duckdb
 
-from sqlml.catalog import ModelRecord, quote, transaction
+from sqlml.catalog import ModelRecord, transaction
 from sqlml.connection import Connection, connect
 from sqlml.console import Console
 from sqlml.errors import Error, ProjectError
+from sqlml.interrupt import InterruptGuard
 from sqlml.project import graph
-from sqlml.project.discover import DEFAULT_SCHEMA, Node, display_name
+from sqlml.project.discover import (
+    DEFAULT_SCHEMA,
+    Node,
+    called_names,
+    display_name,
+    name_key,
+    split_name,
+)
 from sqlml.project.state import (
     MISSING,
     BuildState,
     Stored,
     describe_changes,
     fingerprint,
+    model_state,
     sha256,
+    sql_name,
 )
 
 BUILT, SKIPPED, FAILED, PASSED = "built", "skipped", "failed", "passed"
+INTERRUPTED = "interrupted"
 WOULD_BUILD, WOULD_SKIP, WOULD_RUN = "would build", "would skip", "would run"
 TEST_ROWS_SHOWN = 10  # offending rows kept for a failing data test
 
@@ -61,7 +75,7 @@ class NodeResult:
     name: str  # as shown: schema omitted when it is main; a test by its path under tests/
     kind: str  # table, view, model or test
     path: str  # the file, relative to the project
-    status: str  # built, skipped, failed, passed; in a dry run: would build/skip/run
+    status: str  # built, skipped, failed, passed, interrupted; dry run: would build/skip/run
     reason: str = ""  # why built or skipped: new, sql changed, upstream changed: x, ...
     seconds: float = 0.0
     error: str | None = None
@@ -69,6 +83,7 @@ class NodeResult:
     columns: list[str] = field(default_factory=list)  # a failing test's offending rows
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # the first TEST_ROWS_SHOWN
     row_count: int = 0
+    exception: BaseException | None = field(default=None, repr=False, compare=False)  # failed
 
 
 @dataclass
@@ -79,7 +94,12 @@ class BuildResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status != FAILED for r in self.results)
+        return all(r.status not in (FAILED, INTERRUPTED) for r in self.results)
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C: one node or test ``interrupted``, everything after ``skipped``."""
+        return any(r.status == INTERRUPTED for r in self.results)
 
     @property
     def failed(self) -> list[NodeResult]:
@@ -104,24 +124,55 @@ def build(
     full_refresh: bool = False,
     dry_run: bool = False,
     console: Console | None = None,
+    interruptible: bool = False,
 ) -> BuildResult:
     """Build the project in ``project_dir`` into a database (a connection or a file path).
 
     ``select``: node names, ``name+`` (and its downstream) or ``+name`` (and its upstream);
     ``full_refresh`` rebuilds every selected node; ``dry_run`` only plans. A project that
     cannot run (a bad file, two files making one name, a cycle, an unknown name) raises
-    :class:`sqlml.ProjectError` before anything runs; a failing node or data test does not
-    raise: see :attr:`BuildResult.ok`."""
+    :class:`sqlml.ProjectError` before anything runs (and creates no database file); a
+    failing node or data test does not raise: see :attr:`BuildResult.ok`. Neither does
+    Ctrl-C while a node or test runs: see :attr:`BuildResult.interrupted`.
+
+    ``interruptible``: for a command line; while the build runs, Ctrl-C also cancels the
+    running DuckDB statement (a SIGINT handler, installed from the main thread only)."""
     project = graph.load(project_dir)
     selectors = [select] if isinstance(select, str) else list(select or [])
     chosen, tests = graph.select(project, selectors)
+    if selectors and _missing_file(database):  # check before the file is made
+        _check_selection(project, chosen, lambda node: False)
     con, owned = _open(database, console, dry_run)
     try:
-        runner = _Runner(con, project, chosen, bool(selectors), full_refresh, dry_run)
-        return BuildResult(project.root, dry_run, runner.run(tests))
+        guard = InterruptGuard(con.duckdb.interrupt)
+        with guard if interruptible else contextlib.nullcontext():
+            runner = _Runner(con, project, chosen, bool(selectors), full_refresh, dry_run)
+            runner.fired = lambda: guard.fired  # never, without the guard
+            return BuildResult(project.root, dry_run, runner.run(tests))
     finally:
         if owned:
             con.close()
+
+
+def _missing_file(database: Connection | duckdb.DuckDBPyConnection | str | Path) -> bool:
+    if isinstance(database, Connection | duckdb.DuckDBPyConnection):
+        return False
+    return str(database) != ":memory:" and not Path(database).exists()
+
+
+def _check_selection(
+    project: graph.Project, chosen: set[str], exists: Callable[[Node], bool]
+) -> None:
+    """A selected node whose upstream is neither selected nor built cannot run."""
+    for name in graph.in_order(project, chosen):
+        node = project.nodes[name]
+        for parent in project.upstream[name]:
+            if parent not in chosen and not exists(project.nodes[parent]):
+                raise ProjectError(
+                    f"{node.path} reads {display_name(parent)}, which is not in the "
+                    f"database yet and not selected: build it first, or select it too "
+                    f"(--select +{node.display} selects everything {node.display} reads)"
+                )
 
 
 def _open(
@@ -136,7 +187,7 @@ def _open(
     path = str(database)
     if dry_run and path != ":memory:":
         # A plan writes nothing: an existing file is opened read-only, a missing one not made.
-        if not Path(path).exists():
+        if _missing_file(path):
             return connect(":memory:", console=console), True
         return connect(path, read_only=True, console=console), True
     return connect(path, console=console), True
@@ -163,35 +214,61 @@ class _Runner:
         self.current: dict[str, str] = {}  # fingerprints as of this run
         self.blocked: dict[str, str] = {}  # node -> the failed node upstream of it (or itself)
         self.models: dict[str, ModelRecord] = {}  # models outside the project
+        self.fired: Callable[[], bool] = lambda: False  # Ctrl-C seen by an InterruptGuard
 
     def run(self, tests: list[Node]) -> list[NodeResult]:
+        """The chosen nodes in order, then the tests. Whatever a node or test raises fails it
+        alone; Ctrl-C interrupts it and skips the rest."""
+        duck = self.con.duckdb
+        outer_transaction = _in_transaction(duck)  # the caller's: never ended here
         self.stored = self.state.load()
         if self.selected:
-            self._check_selection()
-        self.models = {r.qualified.lower(): r for r in self.con.catalog.all_current()}
+            _check_selection(self.project, self.chosen, self.state.exists)
+        self.models = {name_key([r.schema, r.name]): r for r in self.con.catalog.all_current()}
         if not self.dry_run:
             with transaction(self.con.duckdb):
                 self.con.catalog.ensure()  # sqlml.build_state
+        steps = [self.project.nodes[n] for n in self.project.order if n in self.chosen]
+        steps += tests
         results: list[NodeResult] = []
         with _files_relative_to(self.con, self.state.root):
-            for name in self.project.order:
-                if name in self.chosen:
-                    results.append(self._node(self.project.nodes[name]))
-            for test in tests:
-                results.append(self._test(test))
+            for item in steps:
+                result = NodeResult(item.display, item.kind, item.path, SKIPPED)
+                started = time.perf_counter()
+                try:
+                    if item.kind == "test":
+                        self._test(item, result)
+                    else:
+                        self._node(item, result)
+                except KeyboardInterrupt:
+                    result.status = INTERRUPTED
+                except Exception as e:
+                    self._failed(item, result, e)
+                # Ctrl-C can land in a transaction's __exit__ before its ROLLBACK ran.
+                interrupted = result.status == INTERRUPTED and not outer_transaction
+                if interrupted and _in_transaction(duck):
+                    duck.execute("ROLLBACK")
+                result.seconds = time.perf_counter() - started
+                results.append(result)
+                if result.status == INTERRUPTED:
+                    break
+        for item in steps[len(results) :]:
+            results.append(
+                NodeResult(item.display, item.kind, item.path, SKIPPED, "build interrupted")
+            )
         return results
 
-    def _check_selection(self) -> None:
-        """A selected node whose upstream is neither selected nor built cannot run."""
-        for name in graph.in_order(self.project, self.chosen):
-            node = self.project.nodes[name]
-            for parent in self.project.upstream[name]:
-                if parent not in self.chosen and not self.state.exists(self.project.nodes[parent]):
-                    raise ProjectError(
-                        f"{node.path} reads {display_name(parent)}, which is not in the "
-                        f"database yet and not selected: build it first, or select it too "
-                        f"(--select +{node.display} selects everything {node.display} reads)"
-                    )
+    def _failed(self, item: Node, result: NodeResult, error: Exception) -> None:
+        """A node or test that raised: failed, or interrupted when Ctrl-C caused it."""
+        if self.fired() or _interruption(error):
+            result.status = INTERRUPTED
+        else:
+            result.status = FAILED
+            result.exception = error
+            known = isinstance(error, Error | duckdb.Error | OSError)
+            result.error = str(error) if known else f"{type(error).__name__}: {error}"
+        if item.kind != "test":
+            self.blocked[item.name] = item.name
 
     # -- fingerprints --------------------------------------------------------------------
 
@@ -204,13 +281,13 @@ class _Runner:
             inputs[f"relation:{name}"] = self.state.relation_state(name)
         for name in node.models - nodes.keys():
             record = self.models.get(name)
-            inputs[f"model:{name}"] = _model_state(record) if record else MISSING
+            inputs[f"model:{name}"] = model_state(record) if record else MISSING
         for call in node.calls:
-            for name in (call, call.removesuffix("_probs")):
+            for name in called_names(call):
                 if name in nodes:
                     break
                 if name in self.models:  # a model outside the project, called as a function
-                    inputs[f"model:{name}"] = _model_state(self.models[name])
+                    inputs[f"model:{name}"] = model_state(self.models[name])
                     break
         for path in node.files:
             inputs[f"file:{path}"] = self.state.file_state(path)
@@ -226,7 +303,7 @@ class _Runner:
         node = self.project.nodes[name]
         if node.kind == "model":
             record = self.con.catalog.current(node.schema, node.short)
-            return _model_state(record) if record else MISSING
+            return model_state(record) if record else MISSING
         return self.state.relation_state(name)
 
     def _why(self, node: Node, fp: str, inputs: dict[str, str]) -> str | None:
@@ -252,13 +329,13 @@ class _Runner:
 
     # -- nodes ---------------------------------------------------------------------------
 
-    def _node(self, node: Node) -> NodeResult:
-        result = NodeResult(node.display, node.kind, node.path, SKIPPED)
+    def _node(self, node: Node, result: NodeResult) -> None:
+        """Build the node if it changed; a failure raises (see :meth:`run`)."""
         failed = [self.blocked[p] for p in self.project.upstream[node.name] if p in self.blocked]
         if failed:
             self.blocked[node.name] = failed[0]
             result.reason = f"upstream failed: {display_name(failed[0])}"
-            return result
+            return
         inputs = self._inputs(node)
         fp = fingerprint(node, inputs)
         reason = self._why(node, fp, inputs)
@@ -268,31 +345,22 @@ class _Runner:
             result.status = WOULD_SKIP if self.dry_run else SKIPPED
             result.reason = "unchanged"
             result.metric = self._metric(node, None)
-            return result
+            return
         result.reason = reason
         if self.dry_run:
             result.status = WOULD_BUILD
-            return result
+            return
         previous = (
             self.con.catalog.current(node.schema, node.short) if node.kind == "model" else None
         )
-        started = time.perf_counter()
-        try:
-            with self.con.console.task(f"build {node.display}"):
-                if node.kind == "model":
-                    self._build_model(node, fp, inputs)
-                else:
-                    self._build_relation(node, fp, inputs)
-        except (Error, duckdb.Error) as e:
-            result.status = FAILED
-            result.error = str(e)
-            self.blocked[node.name] = node.name
-        else:
-            self.current[node.name] = fp
-            result.status = BUILT
-            result.metric = self._metric(node, previous)
-        result.seconds = time.perf_counter() - started
-        return result
+        with self.con.console.task(f"build {node.display}"):
+            if node.kind == "model":
+                self._build_model(node, fp, inputs)
+            else:
+                self._build_relation(node, fp, inputs)
+        self.current[node.name] = fp
+        result.status = BUILT
+        result.metric = self._metric(node, previous)
 
     def _build_relation(self, node: Node, fp: str, inputs: dict[str, str]) -> None:
         duck = self.con.duckdb
@@ -300,7 +368,7 @@ class _Runner:
             self._create_schema(node)
             existing = self.state.relation_kind(node.name)
             if existing is not None and existing != node.kind:  # a view that became a table
-                duck.execute(f"DROP {existing.upper()} {_quoted(node.name)}")
+                duck.execute(f"DROP {existing.upper()} {sql_name(node.name)}")
             self.con.sql(node.sql)
             self.state.save(node, fp, inputs)
         self.state.forget(node.name)
@@ -313,9 +381,9 @@ class _Runner:
             self.state.save(node, fp, inputs)
 
     def _create_schema(self, node: Node) -> None:
-        *schema, _ = node.name.split(".")
+        *schema, _ = split_name(node.name)
         if schema != [DEFAULT_SCHEMA]:
-            self.con.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted('.'.join(schema))}")
+            self.con.duckdb.execute(f"CREATE SCHEMA IF NOT EXISTS {sql_name(name_key(schema))}")
 
     def _metric(self, node: Node, previous: ModelRecord | None) -> Metric | None:
         if node.kind != "model":
@@ -332,45 +400,60 @@ class _Runner:
 
     # -- data tests ----------------------------------------------------------------------
 
-    def _test(self, test: Node) -> NodeResult:
-        result = NodeResult(test.display, "test", test.path, SKIPPED)
+    def _test(self, test: Node, result: NodeResult) -> None:
+        """Run a data test; a query that fails to run raises (see :meth:`run`)."""
         failed = [self.blocked[p] for p in self.project.upstream[test.name] if p in self.blocked]
         if failed:
             result.reason = f"upstream failed: {display_name(failed[0])}"
-            return result
+            return
         if self.dry_run:
             result.status = WOULD_RUN
-            return result
-        started = time.perf_counter()
-        try:
-            with self.con.console.task(f"test {test.display}"):
-                relation = self.con.sql(test.sql)
-                assert relation is not None  # a query: checked when the file was read
-                rows = relation.limit(TEST_ROWS_SHOWN).fetchall()
-                count = relation.aggregate("count(*)").fetchall()[0][0] if rows else 0
-        except (Error, duckdb.Error) as e:
-            result.status = FAILED
-            result.error = str(e)
-        else:
-            result.status = FAILED if rows else PASSED
-            if rows:
-                result.columns = list(relation.columns)
-                result.rows = rows
-                result.row_count = count
-                result.reason = f"{count} row{'s' if count != 1 else ''}"
-                result.error = (
-                    f"returned {result.reason}; a data test passes when its query returns none"
-                )
-        result.seconds = time.perf_counter() - started
-        return result
+            return
+        with self.con.console.task(f"test {test.display}"):
+            relation = self.con.sql(test.sql)
+            assert relation is not None  # a query: checked when the file was read
+            # One run: the first rows, each with the count of all of them.
+            counted = relation.project(f"*, count(*) OVER () AS {_ROW_COUNT}")
+            rows = counted.limit(TEST_ROWS_SHOWN).fetchall()
+        if not rows:
+            result.status = PASSED
+            return
+        count = rows[0][-1]
+        result.status = FAILED
+        result.columns = list(relation.columns)
+        result.rows = [row[:-1] for row in rows]
+        result.row_count = count
+        result.reason = f"{count} row{'s' if count != 1 else ''}"
+        result.error = f"returned {result.reason}; a data test passes when its query returns none"
 
 
-def _model_state(record: ModelRecord) -> str:
-    return f"version {record.version} {record.onnx_sha256}"
+_ROW_COUNT = "__sqlml_row_count"
 
 
-def _quoted(name: str) -> str:
-    return ".".join(quote(part) for part in name.split("."))
+def _in_transaction(duck: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a transaction is open, or aborted (outside one, each statement has its own
+    transaction id)."""
+    query = "SELECT current_transaction_id()"
+    try:
+        return duck.execute(query).fetchall() == duck.execute(query).fetchall()
+    except duckdb.TransactionException:
+        return True
+
+
+def _interruption(error: BaseException) -> bool:
+    """Whether an error is DuckDB's for a query stopped by Ctrl-C (perhaps wrapped by sqlml):
+    DuckDB polls for SIGINT itself and raises RuntimeError('Query interrupted'), or
+    InterruptException when its connection's interrupt() was called."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, duckdb.InterruptException):
+            return True
+        if type(current) is RuntimeError and str(current) == "Query interrupted":
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @contextmanager

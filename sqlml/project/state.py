@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from sqlml.catalog import SCHEMA, quote
-from sqlml.project.discover import REMOTE, Node, display_name
+from sqlml.catalog import SCHEMA, ModelRecord, quote
+from sqlml.project.discover import REMOTE, Node, display_name, split_name
 
 if TYPE_CHECKING:
     from sqlml.connection import Connection
@@ -48,6 +48,16 @@ def sha256(text: str | bytes) -> str:
 
 def fingerprint(node: Node, inputs: dict[str, str]) -> str:
     return sha256(json.dumps([node.kind, sha256(node.text), inputs], sort_keys=True))
+
+
+def model_state(record: ModelRecord) -> str:
+    """What a model input is fingerprinted by: its current version and ONNX checksum."""
+    return f"version {record.version} {record.onnx_sha256}"
+
+
+def sql_name(key: str) -> str:
+    """A name key as SQL: every part quoted."""
+    return ".".join(quote(part) for part in split_name(key))
 
 
 class BuildState:
@@ -90,7 +100,7 @@ class BuildState:
 
     def relation_kind(self, name: str) -> str | None:
         """'table' or 'view' if the database has a relation of that name."""
-        *database, schema, table = name.split(".")
+        *database, schema, table = split_name(name)
         rows = self.con.duckdb.execute(
             """SELECT 'table' FROM duckdb_tables()
                WHERE lower(database_name) = lower(coalesce(?, current_database()))
@@ -104,12 +114,12 @@ class BuildState:
         return rows[0][0] if rows else None
 
     def model_state(self, name: str) -> str | None:
-        """A stored model's current version and checksum, or None if there is no model."""
-        if "." not in name or name.count(".") > 1:
+        """A stored model's :func:`model_state`, or None if there is no model."""
+        parts = split_name(name)
+        if len(parts) != 2:  # models live in the database's own schemas
             return None
-        schema, model = name.split(".")
-        record = self.con.catalog.current(schema, model)
-        return None if record is None else f"version {record.version} {record.onnx_sha256}"
+        record = self.con.catalog.current(*parts)
+        return None if record is None else model_state(record)
 
     def exists(self, node: Node) -> bool:
         if node.kind == "model":
@@ -123,7 +133,7 @@ class BuildState:
         if self.relation_kind(name) is None:
             state = MISSING
         else:
-            qualified = ".".join(quote(part) for part in name.split("."))
+            qualified = sql_name(name)
             try:
                 columns = self.con.duckdb.execute(f"DESCRIBE {qualified}").fetchall()
                 rows = self.con.duckdb.execute(
