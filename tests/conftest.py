@@ -81,3 +81,18 @@ def snapshot(con: sqlml.Connection | duckdb.DuckDBPyConnection) -> dict[str, Any
         for schema, name in tables
     }
     return state
+
+
+@pytest.fixture(scope="module")
+def model_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database file with the penguins and a linear model of their mass (shared by a
+    test module)."""
+    path = tmp_path_factory.mktemp("models") / "penguins.duckdb"
+    with sqlml.connect(str(path)) as con:
+        load_penguins(con)
+        con.sql(
+            "CREATE MODEL penguin_mass OPTIONS (model_type = 'linear_reg', "
+            "input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguins WHERE body_mass_g IS NOT NULL"
+        )
+    return path

@@ -18,7 +18,6 @@ import pytest
 import sqlml
 from sqlml.output import render
 from sqlml.shell import COMPLETE, EMPTY, INCOMPLETE, Shell, ShellExit, split_input, statement_state
-from tests.conftest import load_penguins
 
 SQLML = Path(sys.executable).parent / "sqlml"
 
@@ -33,20 +32,6 @@ SPECIES_BOX = """\
 └───────────┴───────┘
 """
 SPECIES_QUERY = "SELECT species, count(*) AS n FROM penguins GROUP BY species ORDER BY species"
-
-
-@pytest.fixture(scope="module")
-def model_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with the penguins and a linear model of their mass."""
-    path = tmp_path_factory.mktemp("cli") / "penguins.duckdb"
-    with sqlml.connect(str(path)) as con:
-        load_penguins(con)
-        con.sql(
-            "CREATE MODEL penguin_mass OPTIONS (model_type = 'linear_reg', "
-            "input_label_cols = ['body_mass_g']) "
-            "AS SELECT * FROM penguins WHERE body_mass_g IS NOT NULL"
-        )
-    return path
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 
 import sqlml
 from sqlml.prompt import completions, highlight, ready_to_run
-from tests.conftest import load_penguins
 
 SQLML = Path(sys.executable).parent / "sqlml"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,19 +26,6 @@ TIMEOUT = 30  # the machine is shared; a normal run takes a fraction of this
 # also redrawn while a line is typed, so it cannot tell a new prompt from an old one.
 NEW_PROMPT = "\x1b[?2004h"
 RUNNING = "\x1b[?2004l"  # ... and off once the line is accepted
-
-
-@pytest.fixture(scope="module")
-def model_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shell") / "penguins.duckdb"
-    with sqlml.connect(str(path)) as con:
-        load_penguins(con)
-        con.sql(
-            "CREATE MODEL penguin_mass OPTIONS (model_type = 'linear_reg', "
-            "input_label_cols = ['body_mass_g']) "
-            "AS SELECT * FROM penguins WHERE body_mass_g IS NOT NULL"
-        )
-    return path
 
 
 class Session:
