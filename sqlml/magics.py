@@ -52,11 +52,11 @@ def _run(con: sqlml.Connection, sql: str) -> Any:
     if script is None:  # not tokenizable, and not sqlml's: DuckDB runs (and reports) it whole
         relation = con.sql(sql)
         return relation.df() if output.has_rows(relation, "") else None
-    relation, first = None, ""
+    if not script:  # comments only
+        return None
     for statement in script:
         relation = con.sql(statement.text)
-        first = statement.source.tokens[statement.lo].text.upper()
-    return relation.df() if output.has_rows(relation, first) else None
+    return relation.df() if output.has_rows(relation, statement.first_word) else None
 
 
 @magics_class

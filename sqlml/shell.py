@@ -175,8 +175,7 @@ class Shell:
             self._timed(lambda: self._show(self.con.sql(sql), ""))
             return
         for statement in script:
-            first = statement.source.tokens[statement.lo].text.upper()
-            self._timed(lambda s=statement, f=first: self._show(self.con.sql(s.text), f))
+            self._timed(lambda s=statement: self._show(self.con.sql(s.text), s.first_word))
 
     def run_dot(self, line: str) -> None:
         try:

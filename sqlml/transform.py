@@ -257,10 +257,8 @@ class _Fitter:
             if not isinstance(n, int) or isinstance(n, bool) or n < 2:
                 raise ArgumentError(f"{function}(x, n) needs a number of buckets n >= 2")
             points = ", ".join(str(k / n) for k in range(1, n))
-            if self.fitting:
-                (bounds,) = self.stats([f"list_distinct(quantile_cont({x}, [{points}]))"], function)
-            else:  # the window is the aggregate's; list_distinct is a scalar over it
-                bounds = f"list_distinct(quantile_cont({x}, [{points}]) OVER ())"
+            (quantiles,) = self.stats([f"quantile_cont({x}, [{points}])"], function)
+            bounds = f"list_distinct({quantiles})"  # equal quantiles: one bound
             # bin_1 below the first bound, bin_i + 1 from bound i on.
             return (
                 f"(CASE WHEN {x} IS NULL THEN NULL ELSE 'bin_' || "

@@ -74,6 +74,7 @@ def test_sql_is_taken_verbatim(shell: InteractiveShell) -> None:
         "CREATE TABLE t (a INTEGER); DROP TABLE t",
         # the last statement's result, not the last query's
         "CREATE TABLE t (a INTEGER); SELECT 1 AS a; INSERT INTO t VALUES (7)",
+        "-- nothing but a comment",
     ],
 )
 def test_statement_without_rows_returns_none(shell: InteractiveShell, sql: str) -> None:

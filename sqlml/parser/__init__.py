@@ -116,6 +116,11 @@ class Statement:
         return self.source.text(self.lo, self.hi)
 
     @property
+    def first_word(self) -> str:
+        """The statement's first word, upper case ("SELECT", "CREATE", "(", ...)."""
+        return self.source.tokens[self.lo].text.upper()
+
+    @property
     def is_plain(self) -> bool:
         return self.ast is None and not self.ml_spans
 
