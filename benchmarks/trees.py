@@ -3,9 +3,10 @@
     python -m benchmarks.trees [--rows N] [--repeat R]
 
 1. For boosted trees of growing size, the model function scored as nested CASE in DuckDB
-   (inference = 'sql') against onnxruntime (inference = 'onnx'), same rows, same process.
-   sqlml's automatic choice sends an ensemble to SQL only below the crossover
-   (``sqlml.families.trees.SQL_TREE_NODES`` internal nodes).
+   (inference = 'sql'), by the native scorer (inference = 'native') and by onnxruntime
+   (inference = 'onnx'), same rows, same process. sqlml's automatic choice sends an
+   ensemble to SQL only below the crossover (``sqlml.families.trees.SQL_TREE_NODES``
+   internal nodes), to the native scorer above it.
 2. onnxruntime alone, one thread, on the same rows split into batches of 2,048 rows (one
    DuckDB vector) up to all rows in one call: rows per second by batch size, for a linear
    model and a tree ensemble.
@@ -27,41 +28,50 @@ def internal_nodes(con: sqlml.Connection, model: str) -> int:
     return sum(len(t["leaf"]) - sum(t["leaf"]) for t in parameters["trees"])
 
 
+PATHS = ("sql", "native", "onnx")
+SQL_UP_TO = 2_000  # internal nodes; bigger ensembles take DuckDB far too long as CASE
+
+
 def crossover(con: sqlml.Connection, rows: int, repeat: int) -> list[str]:
     lines = [
-        f"### Tree ensembles as SQL or onnxruntime, {rows:,} rows (model function into a table)",
+        f"### Tree ensembles as SQL, native or onnxruntime, {rows:,} rows (model function "
+        "into a table)",
         "",
-        "| trees x depth | internal nodes | SQL s | onnxruntime s | SQL vs onnxruntime |",
-        "|---|---:|---:|---:|---:|",
+        "| trees x depth | internal nodes | SQL s | native s | onnxruntime s | SQL vs native "
+        "| native vs onnxruntime |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     columns = ", ".join(CASES["boosted_tree_classifier"].columns)
-    for trees, depth in ((1, 2), (2, 3), (4, 3), (8, 3), (10, 4), (20, 4), (30, 6)):
-        for inference in ("sql", "onnx"):
+    for trees, depth in (
+        (1, 2), (2, 3), (4, 3), (8, 3), (10, 4), (20, 4), (30, 6), (100, 6), (50, 10), (20, 12),
+    ):  # fmt: skip
+        seconds = {}
+        nodes = 0
+        for inference in PATHS:
+            if inference == "sql" and nodes > SQL_UP_TO:
+                continue
             con.sql(
                 f"CREATE OR REPLACE MODEL t_{inference} OPTIONS (model_type = "
                 f"'boosted_tree_classifier', input_label_cols = ['y'], max_iterations = {trees}, "
                 f"max_tree_depth = {depth}, early_stop = FALSE, inference = '{inference}') "
                 "AS SELECT * FROM t LIMIT 100000"
             )
-        results = {
-            inference: Result(
-                inference,
-                timed(
-                    lambda inference=inference: con.duckdb.execute(
-                        f"CREATE OR REPLACE TABLE p AS SELECT t_{inference}({columns}) FROM t"
-                    ),
-                    repeat,
-                ),
-                rows,
-            )
-            for inference in ("sql", "onnx")
-        }
-        sql, onnx = results["sql"].median, results["onnx"].median
+            nodes = internal_nodes(con, f"t_{inference}")
+            query = f"CREATE OR REPLACE TABLE p AS SELECT t_{inference}({columns}) FROM t"
+            times = timed(lambda query=query: con.duckdb.execute(query), repeat)
+            seconds[inference] = Result(inference, times, rows).median
+        sql, native, onnx = (seconds.get(p) for p in PATHS)
         lines.append(
-            f"| {trees} x {depth} | {internal_nodes(con, 't_sql')} | {sql:.3f} | {onnx:.3f} | "
-            f"{onnx / sql:.2f}x |"
+            f"| {trees} x {depth} | {nodes} | "
+            + (f"{sql:.3f}" if sql else "-")
+            + f" | {native:.3f} | {onnx:.3f} | "
+            + (f"{native / sql:.2f}x" if sql else "-")
+            + f" | {onnx / native:.2f}x |"
         )
-    lines += ["", f"sqlml's automatic choice: SQL up to {SQL_TREE_NODES} internal nodes."]
+    lines += [
+        "",
+        f"sqlml's automatic choice: SQL up to {SQL_TREE_NODES} internal nodes, native above.",
+    ]
     return lines
 
 

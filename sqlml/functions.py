@@ -5,7 +5,8 @@ For a model ``s.m`` sqlml keeps, in the database file, a macro ``s.m(feature, ..
 
 - A model scored in SQL (``inference`` 'sql') has the model itself in the macro body: plain
   DuckDB SQL that any DuckDB client can run.
-- A model scored by onnxruntime has a macro calling a vectorized Arrow UDF named after the
+- A model scored from Python (``inference`` 'onnx': onnxruntime; 'native': trees compiled
+  to machine code, native.py) has a macro calling a vectorized Arrow UDF named after the
   model version (``__sqlml_...``), which this module registers on every connection sqlml
   opens or wraps.
 
@@ -33,7 +34,7 @@ SQL, ONNX = "sql", "onnx"
 
 
 def inference(record: ModelRecord) -> str:
-    """How a stored version scores: 'sql' or 'onnx'."""
+    """How a stored version scores: 'sql', 'native' (native.py) or 'onnx'."""
     return record.metadata.get("inference", {}).get("path", ONNX)
 
 
@@ -153,7 +154,7 @@ class FunctionRegistry:
         name = udf_name(record)
         if runtime is not None:
             self.runtimes.setdefault(name, runtime)
-        if inference(record) != ONNX or name in self._created or name in self._borrowed:
+        if inference(record) == SQL or name in self._created or name in self._borrowed:
             return
         scorer = self.runtime(record)
         params = udf_parameter_types(record)

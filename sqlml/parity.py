@@ -122,23 +122,52 @@ def check_sql(
     finally:
         con.unregister(view)
     got = np.array([row[:-1] for row in result], dtype=np.float64)
+    got_first = np.array([row[-1] for row in result], dtype=object)
     onnx = runtime.run([rows.column(f.name) for f in record.features])
-    rtol = TOLERANCE["float32" if float32 else "float64"]
-    labels_agree = None
+    want_first = None
     if record.task == CLASSIFICATION:
-        expected = onnx["probabilities"]
-        labels = runtime.to_arrow(onnx).field(0).to_pylist()
-        labels_agree = _labels_agree(np.array(labels, dtype=object),
-                                     np.array([r[-1] for r in result], dtype=object),
-                                     expected, rtol)  # fmt: skip
+        want_first = np.array(runtime.to_arrow(onnx).field(0).to_pylist(), dtype=object)
     elif record.task == CLUSTERING:
-        expected = onnx["distances"]
-        labels_agree = _labels_agree(onnx["label"] + 1, np.array([r[-1] for r in result]),
-                                     -expected, rtol)  # fmt: skip
-    elif record.task == DIMENSIONALITY_REDUCTION:
-        expected = onnx["components"]
-    else:
-        expected = onnx["prediction"].reshape(-1, 1)
+        want_first = onnx["label"] + 1
+    return _compare(record.task, onnx, got, got_first, want_first, float32)
+
+
+def check_runtime(
+    scorer: ModelRuntime, reference: ModelRuntime, rows: pa.Table, float32: bool
+) -> dict[str, Any]:
+    """Compare another scorer of a model (native.py) with its ONNX runtime on ``rows``.
+    Returns the figure, with ``ok`` False on a disagreement."""
+    columns = [rows.column(f.name) for f in reference.record.features]
+    want, got = reference.run(columns), scorer.run(columns)
+    task = reference.record.task
+    values = got[VALUES.get(task, "prediction")].reshape(rows.num_rows, -1)
+    return _compare(task, want, values, got.get("label"), want.get("label"), float32)
+
+
+# The output compared, by task (labels are compared apart, allowing near-ties).
+VALUES = {
+    CLASSIFICATION: "probabilities",
+    CLUSTERING: "distances",
+    DIMENSIONALITY_REDUCTION: "components",
+}
+
+
+def _compare(
+    task: str,
+    onnx: dict[str, np.ndarray],
+    got: np.ndarray,
+    got_first: np.ndarray | None,
+    want_first: np.ndarray | None,
+    float32: bool,
+) -> dict[str, Any]:
+    """The figure of ``got`` (rows x values, in the order of VALUES[task]) and the labels or
+    centroid ids ``got_first`` against the ONNX outputs."""
+    rtol = TOLERANCE["float32" if float32 else "float64"]
+    expected = onnx[VALUES.get(task, "prediction")].reshape(len(got), -1)
+    labels_agree = None
+    if task in (CLASSIFICATION, CLUSTERING):
+        scores = expected if task == CLASSIFICATION else -expected
+        labels_agree = _labels_agree(want_first, got_first, scores, rtol)
     diff = np.abs(expected - got)
     # Distances near zero lose digits in onnxruntime's |x|^2 - 2x.c + |c|^2: compare them
     # on the scale of the row's distances.
@@ -146,7 +175,7 @@ def check_sql(
     bad = int(np.sum(np.any(diff > rtol * scale, axis=1)))
     return {
         "ok": bad == 0 and labels_agree in (None, 1.0),
-        "rows": rows.num_rows,
+        "rows": len(got),
         "rows_differing": bad,
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
         "label_agreement": labels_agree,

@@ -132,6 +132,9 @@ def plan(
                 "enable_global_explain",
             )
 
+    if options.get("inference") == "native":
+        _check_native(options, family, qualified)
+
     raw = statement.args.get("query")
     if family.task == IMPORTED:
         return _plan_import(statement, schema, name, family, options, given)
@@ -285,6 +288,26 @@ def _split_column(options: dict[str, Any], columns: list[Column], qualified: str
             "data_split_test_fraction",
         )
     return column
+
+
+def _check_native(options: dict[str, Any], family: Family, qualified: str) -> None:
+    """inference = 'native' where it cannot apply, refused before training."""
+    from sqlml.native import MAX_DEPTH
+
+    if family.native is None:
+        raise OptionError(
+            "inference = 'native' scores tree ensembles (boosted_tree_* and random_forest_*), "
+            f"not {family.model_type} (model {qualified}); use 'auto', 'sql' or 'onnx'",
+            "inference",
+        )
+    depth = options.get("max_tree_depth")
+    if isinstance(depth, int) and depth > MAX_DEPTH:
+        raise OptionError(
+            f"inference = 'native' takes trees up to {MAX_DEPTH} levels deep, and model "
+            f"{qualified} has max_tree_depth = {depth}; set max_tree_depth to {MAX_DEPTH} or "
+            "less, or use inference = 'auto' or 'onnx'",
+            "max_tree_depth",
+        )
 
 
 def _check_tuning(options: dict[str, Any], qualified: str) -> None:

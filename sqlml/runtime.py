@@ -79,9 +79,13 @@ def output_columns(record: ModelRecord) -> list[tuple[str, str]]:
 
 def runtime_for(record: ModelRecord, load: Callable[[], bytes]) -> ModelRuntime:
     """The runtime of a stored version: a model sqlml trained (or exported and imported
-    again), or an ONNX file from elsewhere."""
+    again), scored by onnxruntime or natively (native.py), or an ONNX file from elsewhere."""
     if record.task == IMPORTED:
         return ImportedRuntime(record, load)
+    if record.metadata.get("inference", {}).get("path") == "native":
+        from sqlml.native import NativeRuntime
+
+        return NativeRuntime(record, load)
     return ModelRuntime(record, load)
 
 

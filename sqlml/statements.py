@@ -145,7 +145,7 @@ def _version(
         _evaluate(plan, trained, runtime, data, estimator, seconds)
     if trial is None:
         with connection.console.phase("choosing inference"):
-            metadata["inference"] = _choose_inference(
+            metadata["inference"], runtime = _choose_inference(
                 connection.duckdb, plan, record, runtime, rows
             )
     else:
@@ -286,31 +286,73 @@ def _choose_inference(
     record: ModelRecord,
     runtime: ModelRuntime,
     rows: Any,
-) -> dict[str, Any]:
-    """'sql' when the family compiles to SQL, it pays, and the SQL agrees with ONNX."""
+) -> tuple[dict[str, Any], ModelRuntime]:
+    """How the model will score, and the runtime to score with: 'sql' when the family
+    compiles to SQL, it pays, and the SQL agrees with ONNX on the parity rows; else
+    'native' when the family has a native scorer that takes the model and agrees with ONNX;
+    else 'onnx'. A path asked for by name that cannot be taken is an error."""
     from sqlml import compiler, parity
 
     wanted = plan.options["inference"]
     family = plan.family
+    parameters = record.metadata.get("parameters")
     if wanted == "onnx":
-        return {"path": "onnx", "reason": "inference = 'onnx'"}
-    if family.compile_sql is None:
-        return {"path": "onnx", "reason": f"{family.model_type} has no SQL form"}
-    if wanted == "auto" and not family.sql_pays(record.metadata["parameters"]):
-        return {"path": "onnx", "reason": "an ensemble this large scores faster in onnxruntime"}
-    model = compiler.compile_record(record, family)
-    figure = parity.check_sql(con, model, runtime, rows, family.float32)
-    if not figure.pop("ok"):
-        if wanted == "sql":
-            raise ParityError(
-                f"The SQL form of model {record.qualified} disagrees with its ONNX form on "
-                f"{figure['rows_differing']} of {figure['rows']} sample rows (largest "
-                f"difference {figure['max_abs_diff']:.3g}); the model was not stored. Use "
-                "inference = 'onnx', and please report this with the training query"
+        return {"path": "onnx", "reason": "inference = 'onnx'"}, runtime
+    fallback: dict[str, Any] = {"path": "onnx", "reason": f"{family.model_type} has no SQL form"}
+    if wanted in ("auto", "sql") and family.compile_sql is not None:
+        if wanted == "sql" or family.sql_pays(parameters):
+            model = compiler.compile_record(record, family)
+            figure = parity.check_sql(con, model, runtime, rows, family.float32)
+            if figure.pop("ok"):
+                reason = "inference = 'sql'" if wanted == "sql" else "plain SQL scores faster"
+                return {"path": "sql", "reason": reason, "parity": figure}, runtime
+            if wanted == "sql":
+                raise ParityError(
+                    f"The SQL form of model {record.qualified} disagrees with its ONNX form on "
+                    f"{figure['rows_differing']} of {figure['rows']} sample rows (largest "
+                    f"difference {figure['max_abs_diff']:.3g}); the model was not stored. Use "
+                    "inference = 'onnx', and please report this with the training query"
+                )
+            fallback = {
+                "path": "onnx",
+                "reason": "its SQL form disagreed with ONNX",
+                "parity": figure,
+            }
+        else:
+            fallback = {"path": "onnx", "reason": "an ensemble this large scores faster off SQL"}
+    if wanted in ("auto", "native") and family.native is not None:
+        problem = family.native(parameters or {})
+        if problem is not None and wanted == "native":
+            raise OptionError(
+                f"inference = 'native' cannot score model {record.qualified}: {problem}; the "
+                "model was not stored. Use inference = 'auto' or 'onnx'",
+                "inference",
             )
-        return {"path": "onnx", "reason": "its SQL form disagreed with ONNX", "parity": figure}
-    reason = "inference = 'sql'" if wanted == "sql" else "plain SQL scores faster"
-    return {"path": "sql", "reason": reason, "parity": figure}
+        if problem is None:
+            from sqlml.native import NativeRuntime
+
+            scorer = NativeRuntime(record)
+            figure = parity.check_runtime(scorer, runtime, rows, family.float32)
+            if figure.pop("ok"):
+                reason = (
+                    "inference = 'native'"
+                    if wanted == "native"
+                    else "its trees score faster as machine code"
+                )
+                return {"path": "native", "reason": reason, "parity": figure}, scorer
+            if wanted == "native":
+                raise ParityError(
+                    f"The native scorer of model {record.qualified} disagrees with its ONNX "
+                    f"form on {figure['rows_differing']} of {figure['rows']} sample rows "
+                    f"(largest difference {figure['max_abs_diff']:.3g}); the model was not "
+                    "stored. Use inference = 'onnx', and please report this with the training "
+                    "query"
+                )
+            fallback = {"path": "onnx", "reason": "its native scorer disagreed with ONNX"}
+            fallback["parity"] = figure
+        else:
+            fallback["reason"] += f"; not native: {problem}"
+    return fallback, runtime
 
 
 EXPORT_OPTIONS = ("uri", "trial_id")
@@ -464,7 +506,7 @@ def describe_model_sql(connection: Connection, statement: Statement) -> str:
     chosen = meta.get("inference", {"path": "onnx"})
     rows.append(("inference", "path", chosen["path"]))
     rows.append(("inference", "reason", chosen.get("reason")))
-    rows += [("inference", f"sql_{k}", v) for k, v in chosen.get("parity", {}).items()]
+    rows += [("inference", f"parity_{k}", v) for k, v in chosen.get("parity", {}).items()]
     values = ", ".join(f"({_string(s)}, {_string(n)}, {_string(_text(v))})" for s, n, v in rows)
     return f"SELECT * FROM (VALUES {values}) AS describe_model(section, name, value)"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sqlml
-from tests.conftest import load_penguins
+from tests.conftest import load_penguins, snapshot
 
 PROBE = """
 CREATE TABLE probe AS
@@ -121,22 +121,181 @@ def test_sql_scores_like_onnx(con, case):
         assert None not in row  # NULLs, NaN and unseen values still score
 
 
+TREE_CASES = sorted(c for c in CASES if c.startswith(("boosted", "forest")))
+
+
+@pytest.mark.parametrize("case", TREE_CASES)
+def test_native_scores_like_onnx(con, case):
+    con.sql(PROBE)
+    train(con, "fast", case, "native")
+    train(con, "reference", case, "onnx")
+    assert (path(con, "fast"), path(con, "reference")) == ("native", "onnx")
+
+    fast = con.sql("SELECT * FROM ML.PREDICT(MODEL fast, TABLE probe)").fetchall()
+    reference = con.sql("SELECT * FROM ML.PREDICT(MODEL reference, TABLE probe)").fetchall()
+    assert len(fast) == 347
+    assert_same(fast, reference, 1e-5)
+
+    functions = ["fast(p)", "reference(p)"]
+    if CASES[case][0].endswith("classifier"):
+        functions += ["fast_probs(p)", "reference_probs(p)"]
+    rows = con.sql(f"SELECT {', '.join(functions)} FROM probe p").fetchall()
+    for row in rows:
+        assert_same([row[0::2]], [row[1::2]], 1e-5)
+        assert None not in row  # NULLs, NaN and unseen values still score
+    metrics = [
+        con.sql(f"SELECT * FROM ML.EVALUATE(MODEL {m})").fetchall() for m in ("fast", "reference")
+    ]
+    assert_same(metrics[0], metrics[1], 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "extra"),
+    [
+        ("boosted_tree_classifier", "max_iterations = 30, max_tree_depth = 6"),
+        ("random_forest_classifier", "num_parallel_tree = 20, max_tree_depth = 10"),
+    ],
+)
+def test_native_scores_like_onnx_on_digits(con, model_type, extra):
+    """Ten classes, 64 features, trees of mixed depths: every probability of every row."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits(as_frame=True).frame
+    con.duckdb.register("digits_frame", digits)
+    con.sql("CREATE TABLE digits AS SELECT * FROM digits_frame")
+    for name, inference in (("fast", "native"), ("reference", "onnx")):
+        con.sql(
+            f"CREATE MODEL {name} OPTIONS (model_type = '{model_type}', {extra}, "
+            f"input_label_cols = ['target'], inference = '{inference}') AS SELECT * FROM digits"
+        )
+    assert path(con, "fast") == "native"
+    query = (
+        "SELECT predicted_target, [p.prob FOR p IN predicted_target_probs] "
+        "FROM ML.PREDICT(MODEL {}, TABLE digits)"
+    )
+    fast = con.sql(query.format("fast")).fetchall()
+    reference = con.sql(query.format("reference")).fetchall()
+    assert len(fast) == 1797
+    assert [r[0] for r in fast] == [r[0] for r in reference]
+    np.testing.assert_allclose(
+        np.array([r[1] for r in fast]), np.array([r[1] for r in reference]), atol=1e-5
+    )
+    accuracy = np.mean([r[0] for r in fast] == digits["target"].to_numpy())
+    assert accuracy > 0.9  # a real model, not a constant
+
+
+def test_native_model_scores_after_reopening(db_path):
+    query = "SELECT kind(p), kind_probs(p) FROM penguins p"
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(
+            "CREATE MODEL kind OPTIONS (model_type = 'boosted_tree_classifier', "
+            "input_label_cols = ['species'], inference = 'native') AS SELECT * FROM penguins"
+        )
+        assert path(con, "kind") == "native"
+        before = con.sql(query).fetchall()
+    with sqlml.connect(db_path) as con:
+        assert con.sql(query).fetchall() == before
+
+
+def test_native_refused_where_it_cannot_apply(con):
+    before = snapshot(con)
+    with pytest.raises(sqlml.OptionError) as error:
+        con.sql(
+            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', inference = 'native', "
+            "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+        )
+    assert str(error.value) == (
+        "inference = 'native' scores tree ensembles (boosted_tree_* and random_forest_*), "
+        "not linear_reg (model main.m); use 'auto', 'sql' or 'onnx'"
+    )
+    assert error.value.option == "inference"
+    with pytest.raises(sqlml.OptionError) as error:
+        con.sql(
+            "CREATE MODEL m OPTIONS (model_type = 'random_forest_regressor', "
+            "inference = 'native', input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+        )
+    assert str(error.value) == (
+        "inference = 'native' takes trees up to 12 levels deep, and model main.m has "
+        "max_tree_depth = 20; set max_tree_depth to 12 or less, or use inference = 'auto' "
+        "or 'onnx'"
+    )
+    assert snapshot(con) == before
+
+
+def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
+    """numba is what compiles the native scorer: where it cannot be imported, auto picks
+    onnxruntime, and a model stored as native scores through its ONNX graph, unchanged."""
+    from sqlml import native
+
+    create = (
+        "CREATE MODEL mass OPTIONS (model_type = 'boosted_tree_regressor', "
+        "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+    )
+    con.sql(create)
+    assert path(con, "mass") == "native"
+    query = "SELECT mass(p) FROM penguins p"
+    native_rows = con.sql(query).fetchall()
+
+    def missing() -> None:
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(native, "kernel", missing)
+    with sqlml.connect() as other:  # a fresh connection: new runtimes
+        load_penguins(other)
+        other.sql(create)
+        assert path(other, "mass") == "onnx"
+        reason = other.sql("DESCRIBE MODEL mass").fetchall()
+        assert ("inference", "reason", "an ensemble this large scores faster off SQL; not "
+                "native: numba, which compiles the native scorer, cannot be imported") in reason  # fmt: skip
+    con.functions.unregister_all()  # as a new process would: runtimes built again
+    record = con.catalog.current("main", "mass")
+    con.functions.register(record)
+    assert type(con.functions.runtime(record)).__name__ == "NativeRuntime"
+    assert_same(con.sql(query).fetchall(), native_rows, 1e-5)
+
+
 def test_auto_picks_sql_for_linear_models_and_small_trees(con):
     for model, options, expected in [
         ("a", "model_type = 'linear_reg', input_label_cols = ['body_mass_g']", "sql"),
         ("b", "model_type = 'logistic_reg', input_label_cols = ['species']", "sql"),
         ("c", "model_type = 'kmeans'", "sql"),
-        ("d", "model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g']", "onnx"),
+        (
+            "d",
+            "model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g']",
+            "native",
+        ),
         (
             "e",
             "model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'], "
             "max_iterations = 3, max_tree_depth = 2",
             "sql",
         ),
-        ("f", "model_type = 'random_forest_classifier', input_label_cols = ['species']", "onnx"),
+        (
+            "f",
+            "model_type = 'random_forest_classifier', input_label_cols = ['species'], "
+            "max_tree_depth = 8",
+            "native",
+        ),
     ]:
         con.sql(f"CREATE MODEL {model} OPTIONS ({options}) AS SELECT * FROM penguins")
         assert path(con, model) == expected, model
+    # Noise grows trees deeper than the native scorer takes: onnxruntime.
+    con.sql(
+        "CREATE TABLE noise AS SELECT i::DOUBLE AS x, hash(i) % 1000 AS y FROM range(20000) r(i)"
+    )
+    con.sql(
+        "CREATE MODEL g OPTIONS (model_type = 'random_forest_regressor', input_label_cols = ['y'], "
+        "num_parallel_tree = 3) AS SELECT * FROM noise"
+    )
+    assert path(con, "g") == "onnx"
+    reason = dict((n, v) for s, n, v in con.sql("DESCRIBE MODEL g").fetchall() if s == "inference")
+    assert reason["reason"].startswith(
+        "an ensemble this large scores faster off SQL; not native: its trees are "
+    )
+    assert reason["reason"].endswith(
+        " levels deep; the native scorer takes up to 12 (set max_tree_depth lower)"
+    )
 
 
 def test_models_in_sql_run_in_bare_duckdb(db_path):
@@ -225,7 +384,7 @@ def test_closing_one_of_two_connections_to_a_file_keeps_the_other_scoring(db_pat
     script = textwrap.dedent(
         f"""
         import sqlml
-        from tests.conftest import load_penguins
+        from tests.conftest import load_penguins, snapshot
         first = sqlml.connect({str(db_path)!r})
         load_penguins(first)
         first.sql("CREATE MODEL kind OPTIONS (model_type = 'boosted_tree_classifier', "

@@ -64,6 +64,9 @@ class Family:
     compile_sql: Callable[[Mapping[str, Any], list[Any]], tuple[Any, str | None]] | None = None
     # Whether SQL beats onnxruntime for these parameters (trees: only small ensembles).
     sql_pays: Callable[[Mapping[str, Any]], bool] = lambda parameters: True
+    # Why the native tree scorer (native.py) cannot score these parameters, None when it
+    # can; the field None: the family has no native form.
+    native: Callable[[Mapping[str, Any]], str | None] | None = None
     # An estimator with partial_fit, for OPTIONS (streaming = TRUE); None: not supported.
     build_incremental: Callable[[Mapping[str, Any], FitContext], Any] | None = None
 
@@ -205,9 +208,9 @@ INFERENCE_OPTION = Option(
     "inference",
     "str",
     "auto",
-    "how the model scores: 'sql' (plain DuckDB SQL), 'onnx' (onnxruntime), or 'auto': the "
-    "faster of the two",
-    choices=("auto", "sql", "onnx"),
+    "how the model scores: 'sql' (plain DuckDB SQL), 'native' (tree ensembles compiled to "
+    "machine code), 'onnx' (onnxruntime), or 'auto': the fastest that agrees with ONNX",
+    choices=("auto", "sql", "native", "onnx"),
 )
 SUPERVISED_OPTIONS += (INFERENCE_OPTION, *TUNING_OPTIONS)
 CLUSTERING_OPTIONS += (INFERENCE_OPTION, *TUNING_OPTIONS)

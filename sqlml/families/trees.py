@@ -277,7 +277,17 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
             link = compiler.PROBABILITIES
         else:
             link = compiler.LOGIT if n_classes == 2 else compiler.SOFTMAX
-    return {"trees": trees, "base": base, "scale": scale, "link": link}
+    # How skl2onnx stores the thresholds as float32 (what native.py must compare with):
+    # scikit-learn's decision trees compare float32 values with float64 thresholds, so the
+    # converter rounds those down; histogram boosting's are rounded to nearest.
+    rounding = "nearest" if kind.startswith("HistGradientBoosting") else "down"
+    return {
+        "trees": trees,
+        "base": base,
+        "scale": scale,
+        "link": link,
+        "float32_thresholds": rounding,
+    }
 
 
 def _gains(tree: Any) -> np.ndarray:
@@ -322,6 +332,12 @@ def _walk(tree: Mapping[str, Any], row: np.ndarray, output: int = 0) -> float:
 def tree_sql_pays(parameters: Mapping[str, Any]) -> bool:
     nodes = sum((len(t["leaf"]) - sum(t["leaf"])) * len(t["outputs"]) for t in parameters["trees"])
     return nodes <= SQL_TREE_NODES
+
+
+def native_why_not(parameters: Mapping[str, Any]) -> str | None:
+    from sqlml import native
+
+    return native.why_not(parameters)
 
 
 def compile_trees(
@@ -385,6 +401,7 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             parameters=tree_parameters,
             compile_sql=compile_trees,
             sql_pays=tree_sql_pays,
+            native=native_why_not,
         )
     )
     register(
@@ -408,5 +425,6 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             parameters=tree_parameters,
             compile_sql=compile_trees,
             sql_pays=tree_sql_pays,
+            native=native_why_not,
         )
     )

@@ -1,0 +1,253 @@
+"""Tree ensembles scored by machine code: the ``inference = 'native'`` path.
+
+onnxruntime and scikit-learn walk a tree node by node with a branch per node; on the
+random-looking paths of real rows most of those branches are mispredicted, and the walk
+costs ~35 ns per tree and row. Here every tree is laid out as a *perfect* binary tree of
+the ensemble's depth (a shallower leaf is padded with nodes that always go left), so that
+the child of node ``i`` is ``2i + 1 + (x > threshold)``: no branch, no child pointers. Eight
+rows walk the same tree at once, so the CPU overlaps their memory loads. numba compiles
+the loop to machine code once per machine (cached) and releases the GIL while it runs, so
+DuckDB's threads score in parallel.
+
+The inputs are exactly what the ONNX graph's trees see (features.matrix with float32, the
+thresholds rounded to float32 as skl2onnx stores them), and the raw scores go through the
+same links as the compiled SQL (compiler.py), so the outputs equal onnxruntime's up to the
+float32 sums onnxruntime keeps. CREATE MODEL checks that before choosing this path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sqlml import compiler
+from sqlml.catalog import ModelRecord
+from sqlml.families import CLASSIFICATION
+from sqlml.features import matrix
+from sqlml.runtime import ModelRuntime
+
+# A perfect tree of depth d has 2^d leaves: deeper ensembles (random forests' default
+# depth is 20) stay with onnxruntime, whose node arrays grow with the tree, not its depth.
+MAX_DEPTH = 12
+MAX_PADDED_VALUES = 1 << 23  # trees x 2^depth x values per leaf (64 MiB of float64)
+ROWS_PER_BLOCK = 256  # rows that walk every tree before the next rows start (fit in L1)
+
+
+def depth(tree: Mapping[str, Any]) -> int:
+    """The depth of a tree given as arrays (families/trees.tree_parameters)."""
+    deepest, stack = 0, [(0, 0)]
+    while stack:
+        node, level = stack.pop()
+        if tree["leaf"][node]:
+            deepest = max(deepest, level)
+        else:
+            stack += [(tree["left"][node], level + 1), (tree["right"][node], level + 1)]
+    return deepest
+
+
+def available() -> bool:
+    try:
+        kernel()
+    except ImportError:
+        return False
+    return True
+
+
+def why_not(parameters: Mapping[str, Any] | None) -> str | None:
+    """Why these tree parameters cannot be scored natively; None when they can."""
+    if not available():
+        return "numba, which compiles the native scorer, cannot be imported"
+    if not parameters or not parameters.get("trees"):
+        return "the model keeps no tree parameters"
+    trees = parameters["trees"]
+    deepest = max(depth(t) for t in trees)
+    if deepest > MAX_DEPTH:
+        return (
+            f"its trees are {deepest} levels deep; the native scorer takes up to {MAX_DEPTH} "
+            "(set max_tree_depth lower)"
+        )
+    width = max(len(t["outputs"]) for t in trees)
+    if len(trees) * (1 << deepest) * width > MAX_PADDED_VALUES:
+        return "the ensemble is too large for the native scorer's padded trees"
+    return None
+
+
+class TreeArrays:
+    """An ensemble as perfect trees: per tree, ``2^depth - 1`` (feature, threshold) pairs in
+    breadth-first order, then ``2^depth`` leaves of ``width`` values each, added to the
+    raw scores ``first .. first + width - 1``."""
+
+    def __init__(self, parameters: Mapping[str, Any]):
+        trees = parameters["trees"]
+        self.depth = max(depth(t) for t in trees)
+        self.width = max(len(t["outputs"]) for t in trees)
+        self.outputs = len(parameters["base"])
+        inner, leaves = (1 << self.depth) - 1, 1 << self.depth
+        count = len(trees)
+        self.feature = np.zeros((count, inner), np.uintp)
+        # Padding nodes compare with +inf: every value goes left, to the copied leaf.
+        self.threshold = np.full((count, inner), np.inf, np.float64)
+        self.leaf = np.zeros((count, leaves, self.width), np.float64)
+        self.first = np.zeros(count, np.uintp)
+        for t, tree in enumerate(trees):
+            outputs = tree["outputs"]
+            if outputs != list(range(outputs[0], outputs[0] + len(outputs))):
+                raise ValueError("tree outputs must be consecutive")
+            self.first[t] = outputs[0]
+            stack = [(0, 0)]  # (node in the tree, position in the perfect tree)
+            while stack:
+                node, position = stack.pop()
+                if tree["leaf"][node]:
+                    while position < inner:  # the leftmost leaf below a padded leaf
+                        position = 2 * position + 1
+                    self.leaf[t, position - inner, : len(outputs)] = tree["value"][node]
+                    continue
+                self.feature[t, position] = tree["feature"][node]
+                self.threshold[t, position] = tree["threshold"][node]
+                stack.append((tree["left"][node], 2 * position + 1))
+                stack.append((tree["right"][node], 2 * position + 2))
+        # Compared as skl2onnx stores them, so that every comparison matches onnxruntime's:
+        # as float32, rounded to nearest or (decision trees) down.
+        exact, self.threshold = self.threshold, self.threshold.astype(np.float32)
+        if parameters.get("float32_thresholds") == "down":
+            above = self.threshold > exact
+            self.threshold[above] = np.nextafter(self.threshold[above], np.float32(-np.inf))
+        self.base = np.asarray(parameters["base"], np.float64)
+        self.scale = float(parameters["scale"])
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """(rows, outputs) raw scores of the float32 model matrix ``x``."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.zeros((x.shape[0], self.outputs), np.float64)
+        if x.shape[0]:
+            kernel()(
+                x.reshape(-1),
+                np.uintp(x.shape[1]),
+                self.feature.reshape(-1),
+                self.threshold.reshape(-1),
+                self.leaf.reshape(-1),
+                self.first,
+                np.uintp(self.depth),
+                np.uintp(self.width),
+                out.reshape(-1),
+                np.uintp(self.outputs),
+            )
+        return self.base + self.scale * out
+
+
+_kernel: Callable[..., None] | None = None
+_compiling = threading.Lock()
+
+
+def kernel() -> Callable[..., None]:
+    """The compiled walk (numba is imported, and the walk compiled or read from numba's
+    cache, on first use)."""
+    global _kernel
+    if _kernel is None:
+        with _compiling:
+            if _kernel is None:
+                _kernel = _compile()
+    return _kernel
+
+
+def _compile() -> Callable[..., None]:
+    import numba
+    from numba import uintp
+
+    block = ROWS_PER_BLOCK
+
+    # Unsigned indices throughout: numba adds a negative-index check to every signed
+    # index, which costs more than the walk itself.
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def step(i, x, row, feature, threshold, nodes):  # the child: left, or right if x > t
+        node = nodes + i
+        return uintp(2) * i + uintp(1) + uintp(x[row + feature[node]] > threshold[node])
+
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def add(out, o, leaf, at, width):
+        for w in range(width):
+            out[o + w] += leaf[at * width + w]
+
+    @numba.njit(nogil=True, cache=True)
+    def walk(x, columns, feature, threshold, leaf, first, depth, width, out, outputs):
+        rows = uintp(x.size) // columns  # (intp // uintp would be a float)
+        inner = (uintp(1) << depth) - uintp(1)
+        c, k = columns, outputs
+        for start in range(uintp(0), rows, uintp(block)):
+            stop = min(rows, start + uintp(block))
+            for t in range(uintp(first.size)):
+                nodes, leaves, target = t * inner, t * (inner + uintp(1)) - inner, first[t]
+                r = start
+                while r + uintp(8) <= stop:  # eight rows at once: their loads overlap
+                    a = r * c
+                    i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = uintp(0)
+                    for _ in range(depth):
+                        i0 = step(i0, x, a, feature, threshold, nodes)
+                        i1 = step(i1, x, a + c, feature, threshold, nodes)
+                        i2 = step(i2, x, a + uintp(2) * c, feature, threshold, nodes)
+                        i3 = step(i3, x, a + uintp(3) * c, feature, threshold, nodes)
+                        i4 = step(i4, x, a + uintp(4) * c, feature, threshold, nodes)
+                        i5 = step(i5, x, a + uintp(5) * c, feature, threshold, nodes)
+                        i6 = step(i6, x, a + uintp(6) * c, feature, threshold, nodes)
+                        i7 = step(i7, x, a + uintp(7) * c, feature, threshold, nodes)
+                    o = r * k + target
+                    add(out, o, leaf, leaves + i0, width)
+                    add(out, o + k, leaf, leaves + i1, width)
+                    add(out, o + uintp(2) * k, leaf, leaves + i2, width)
+                    add(out, o + uintp(3) * k, leaf, leaves + i3, width)
+                    add(out, o + uintp(4) * k, leaf, leaves + i4, width)
+                    add(out, o + uintp(5) * k, leaf, leaves + i5, width)
+                    add(out, o + uintp(6) * k, leaf, leaves + i6, width)
+                    add(out, o + uintp(7) * k, leaf, leaves + i7, width)
+                    r += uintp(8)
+                while r < stop:
+                    i = uintp(0)
+                    for _ in range(depth):
+                        i = step(i, x, r * c, feature, threshold, nodes)
+                    add(out, r * k + target, leaf, leaves + i, width)
+                    r += uintp(1)
+
+    return walk
+
+
+class NativeRuntime(ModelRuntime):
+    """Scores a tree ensemble with :class:`TreeArrays`; the same outputs, by role, as the
+    ONNX graph (runtime.ModelRuntime), so ML.PREDICT, ML.EVALUATE and the model functions
+    use it unchanged. The ONNX session is not created."""
+
+    def __init__(self, record: ModelRecord, load: Callable[[], bytes] | None = None):
+        super().__init__(record, load or _no_onnx)
+        self.trees = TreeArrays(record.metadata["parameters"])
+        self._link = record.metadata["parameters"]["link"]
+
+    def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        if not available():  # a file opened where numba is missing: the same model in ONNX
+            return super()._run(columns)
+        features = self.record.features
+        table = pa.table(list(columns), names=[f.name for f in features])
+        raw = self.trees.raw(matrix(features, table, dtype=np.float32))
+        if self.record.task != CLASSIFICATION:
+            return {"prediction": raw[:, 0]}
+        probabilities = _probabilities(raw, self._link)
+        return {"label": np.argmax(probabilities, axis=1), "probabilities": probabilities}
+
+
+def _no_onnx() -> bytes:
+    raise AssertionError("the native scorer does not run the ONNX graph")
+
+
+def _probabilities(raw: np.ndarray, link: str | None) -> np.ndarray:
+    """The links of compiler.CompiledModel.probabilities, for tree ensembles."""
+    if link == compiler.LOGIT:
+        p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        return np.column_stack([1.0 - p, p])
+    if link == compiler.SOFTMAX:
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if link == compiler.PROBABILITIES:
+        return raw
+    raise ValueError(f"no native link {link!r}")
