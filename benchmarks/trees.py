@@ -28,7 +28,7 @@ def internal_nodes(con: sqlml.Connection, model: str) -> int:
     return sum(len(t["leaf"]) - sum(t["leaf"]) for t in parameters["trees"])
 
 
-PATHS = ("sql", "native", "onnx")
+PATHS = ("onnx", "native", "sql")  # onnx first: its size decides whether SQL is tried
 SQL_UP_TO = 2_000  # internal nodes; bigger ensembles take DuckDB far too long as CASE
 
 
@@ -60,7 +60,7 @@ def crossover(con: sqlml.Connection, rows: int, repeat: int) -> list[str]:
             query = f"CREATE OR REPLACE TABLE p AS SELECT t_{inference}({columns}) FROM t"
             times = timed(lambda query=query: con.duckdb.execute(query), repeat)
             seconds[inference] = Result(inference, times, rows).median
-        sql, native, onnx = (seconds.get(p) for p in PATHS)
+        onnx, native, sql = (seconds.get(p) for p in PATHS)
         lines.append(
             f"| {trees} x {depth} | {nodes} | "
             + (f"{sql:.3f}" if sql else "-")

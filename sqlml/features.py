@@ -236,14 +236,11 @@ def encode(feature: Feature, column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return matrix
 
 
-def matrix(
-    features: list[Feature], table: Any, float32: bool = False, dtype: Any = np.float64
-) -> np.ndarray:
+def matrix(features: list[Feature], table: Any, float32: bool = False) -> np.ndarray:
     """The model matrix of fitted ``features`` for the rows of ``table`` (anything with
     ``num_rows`` and ``column(name)``), filled feature by feature so that the only other
-    copy alive is one feature's block. ``dtype=np.float32`` rounds as ``float32`` does, in
-    a float32 matrix."""
-    out = np.empty((table.num_rows, sum(f.width for f in features)), dtype=dtype)
+    copy alive is one feature's block."""
+    out = np.empty((table.num_rows, sum(f.width for f in features)), dtype=np.float64)
     position = 0
     for feature in features:
         block = encode(feature, table.column(feature.name))

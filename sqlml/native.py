@@ -27,7 +27,7 @@ import pyarrow as pa
 from sqlml import compiler
 from sqlml.catalog import ModelRecord
 from sqlml.families import CLASSIFICATION
-from sqlml.features import matrix
+from sqlml.features import CATEGORICAL, NUMERIC, encode, numeric_values
 from sqlml.runtime import ModelRuntime
 
 # A perfect tree of depth d has 2^d leaves: deeper ensembles (random forests' default
@@ -150,11 +150,14 @@ def kernel() -> Callable[..., None]:
     if _kernel is None:
         with _compiling:
             if _kernel is None:
-                _kernel = _compile()
+                try:
+                    _kernel = _compile(cache=True)
+                except RuntimeError:  # nowhere to write numba's cache: compile each time
+                    _kernel = _compile(cache=False)
     return _kernel
 
 
-def _compile() -> Callable[..., None]:
+def _compile(cache: bool) -> Callable[..., None]:
     import numba
     from numba import uintp
 
@@ -162,17 +165,17 @@ def _compile() -> Callable[..., None]:
 
     # Unsigned indices throughout: numba adds a negative-index check to every signed
     # index, which costs more than the walk itself.
-    @numba.njit(nogil=True, cache=True, inline="always")
+    @numba.njit(nogil=True, cache=cache, inline="always")
     def step(i, x, row, feature, threshold, nodes):  # the child: left, or right if x > t
         node = nodes + i
         return uintp(2) * i + uintp(1) + uintp(x[row + feature[node]] > threshold[node])
 
-    @numba.njit(nogil=True, cache=True, inline="always")
+    @numba.njit(nogil=True, cache=cache, inline="always")
     def add(out, o, leaf, at, width):
         for w in range(width):
             out[o + w] += leaf[at * width + w]
 
-    @numba.njit(nogil=True, cache=True)
+    @numba.njit(nogil=True, cache=cache)
     def walk(x, columns, feature, threshold, leaf, first, depth, width, out, outputs):
         rows = uintp(x.size) // columns  # (intp // uintp would be a float)
         inner = (uintp(1) << depth) - uintp(1)
@@ -223,13 +226,29 @@ class NativeRuntime(ModelRuntime):
         super().__init__(record, load or _no_onnx)
         self.trees = TreeArrays(record.metadata["parameters"])
         self._link = record.metadata["parameters"]["link"]
+        # Where each feature's block starts, and the mean replacing NaN in each column.
+        self._positions = np.cumsum([0] + [f.width for f in record.features]).tolist()
+        means = [f.means if f.kind != CATEGORICAL else [0.0] * f.width for f in record.features]
+        self._means = np.asarray([m for block in means for m in block], np.float32)
+
+    def _matrix(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+        """features.matrix as float32, for one DuckDB vector: a plain numeric column is
+        copied as it is and NaN replaced by the means in one pass over the matrix (the
+        per-feature calls cost more than the walk of a small ensemble)."""
+        x = np.empty((len(columns[0]), self._positions[-1]), np.float32)
+        for i, (feature, column) in enumerate(zip(self.record.features, columns, strict=True)):
+            start, stop = self._positions[i], self._positions[i + 1]
+            if feature.kind == NUMERIC and feature.scales is None:
+                x[:, start] = numeric_values(column)
+            else:
+                x[:, start:stop] = encode(feature, column)
+        np.copyto(x, self._means, where=np.isnan(x))
+        return x
 
     def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         if not available():  # a file opened where numba is missing: the same model in ONNX
             return super()._run(columns)
-        features = self.record.features
-        table = pa.table(list(columns), names=[f.name for f in features])
-        raw = self.trees.raw(matrix(features, table, dtype=np.float32))
+        raw = self.trees.raw(self._matrix(columns))
         if self.record.task != CLASSIFICATION:
             return {"prediction": raw[:, 0]}
         probabilities = _probabilities(raw, self._link)

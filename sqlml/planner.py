@@ -132,6 +132,12 @@ def plan(
                 "enable_global_explain",
             )
 
+    if options.get("inference") == "sql" and family.compile_sql is None:
+        raise OptionError(
+            f"inference = 'sql': {family.model_type} has no SQL form (model {qualified}); "
+            "use 'auto' or 'onnx'",
+            "inference",
+        )
     if options.get("inference") == "native":
         _check_native(options, family, qualified)
 

@@ -290,44 +290,33 @@ def _choose_inference(
     """How the model will score, and the runtime to score with: 'sql' when the family
     compiles to SQL, it pays, and the SQL agrees with ONNX on the parity rows; else
     'native' when the family has a native scorer that takes the model and agrees with ONNX;
-    else 'onnx'. A path asked for by name that cannot be taken is an error."""
+    else 'onnx'. A path asked for by name that cannot be taken is an error (the planner
+    refuses those it can tell before training)."""
     from sqlml import compiler, parity
 
     wanted = plan.options["inference"]
     family = plan.family
-    parameters = record.metadata.get("parameters")
+    parameters = record.metadata.get("parameters") or {}
     if wanted == "onnx":
         return {"path": "onnx", "reason": "inference = 'onnx'"}, runtime
-    fallback: dict[str, Any] = {"path": "onnx", "reason": f"{family.model_type} has no SQL form"}
+    chosen: dict[str, Any] = {"path": "onnx", "reason": []}  # the reasons why not faster
     if wanted in ("auto", "sql") and family.compile_sql is not None:
         if wanted == "sql" or family.sql_pays(parameters):
             model = compiler.compile_record(record, family)
             figure = parity.check_sql(con, model, runtime, rows, family.float32)
             if figure.pop("ok"):
-                reason = "inference = 'sql'" if wanted == "sql" else "plain SQL scores faster"
+                reason = f"inference = '{wanted}'" if wanted == "sql" else "plain SQL scores faster"
                 return {"path": "sql", "reason": reason, "parity": figure}, runtime
             if wanted == "sql":
-                raise ParityError(
-                    f"The SQL form of model {record.qualified} disagrees with its ONNX form on "
-                    f"{figure['rows_differing']} of {figure['rows']} sample rows (largest "
-                    f"difference {figure['max_abs_diff']:.3g}); the model was not stored. Use "
-                    "inference = 'onnx', and please report this with the training query"
-                )
-            fallback = {
-                "path": "onnx",
-                "reason": "its SQL form disagreed with ONNX",
-                "parity": figure,
-            }
+                raise _disagreement("SQL form", record, figure)
+            chosen["reason"].append("its SQL form disagreed with ONNX")
+            chosen["parity"] = figure
         else:
-            fallback = {"path": "onnx", "reason": "an ensemble this large scores faster off SQL"}
+            chosen["reason"].append("an ensemble this large scores faster off SQL")
+    elif family.compile_sql is None:
+        chosen["reason"].append(f"{family.model_type} has no SQL form")
     if wanted in ("auto", "native") and family.native is not None:
-        problem = family.native(parameters or {})
-        if problem is not None and wanted == "native":
-            raise OptionError(
-                f"inference = 'native' cannot score model {record.qualified}: {problem}; the "
-                "model was not stored. Use inference = 'auto' or 'onnx'",
-                "inference",
-            )
+        problem = family.native(parameters)
         if problem is None:
             from sqlml.native import NativeRuntime
 
@@ -335,24 +324,34 @@ def _choose_inference(
             figure = parity.check_runtime(scorer, runtime, rows, family.float32)
             if figure.pop("ok"):
                 reason = (
-                    "inference = 'native'"
+                    f"inference = '{wanted}'"
                     if wanted == "native"
-                    else "its trees score faster as machine code"
+                    else "trees score faster natively"
                 )
                 return {"path": "native", "reason": reason, "parity": figure}, scorer
             if wanted == "native":
-                raise ParityError(
-                    f"The native scorer of model {record.qualified} disagrees with its ONNX "
-                    f"form on {figure['rows_differing']} of {figure['rows']} sample rows "
-                    f"(largest difference {figure['max_abs_diff']:.3g}); the model was not "
-                    "stored. Use inference = 'onnx', and please report this with the training "
-                    "query"
-                )
-            fallback = {"path": "onnx", "reason": "its native scorer disagreed with ONNX"}
-            fallback["parity"] = figure
+                raise _disagreement("native scorer", record, figure)
+            chosen["reason"].append("its native scorer disagreed with ONNX")
+            chosen["parity"] = figure
+        elif wanted == "native":
+            raise OptionError(
+                f"inference = 'native' cannot score model {record.qualified}: {problem}; the "
+                "model was not stored. Use inference = 'auto' or 'onnx'",
+                "inference",
+            )
         else:
-            fallback["reason"] += f"; not native: {problem}"
-    return fallback, runtime
+            chosen["reason"].append(f"not native: {problem}")
+    chosen["reason"] = "; ".join(chosen["reason"])
+    return chosen, runtime
+
+
+def _disagreement(form: str, record: ModelRecord, figure: dict[str, Any]) -> ParityError:
+    return ParityError(
+        f"The {form} of model {record.qualified} disagrees with its ONNX form on "
+        f"{figure['rows_differing']} of {figure['rows']} sample rows (largest difference "
+        f"{figure['max_abs_diff']:.3g}); the model was not stored. Use inference = 'onnx', "
+        "and please report this with the training query"
+    )
 
 
 EXPORT_OPTIONS = ("uri", "trial_id")

@@ -198,8 +198,16 @@ def test_native_model_scores_after_reopening(db_path):
         assert con.sql(query).fetchall() == before
 
 
-def test_native_refused_where_it_cannot_apply(con):
+def test_paths_refused_where_they_cannot_apply(con):
     before = snapshot(con)
+    with pytest.raises(sqlml.OptionError) as error:
+        con.sql(
+            "CREATE MODEL m OPTIONS (model_type = 'dnn_regressor', inference = 'sql', "
+            "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+        )
+    assert str(error.value) == (
+        "inference = 'sql': dnn_regressor has no SQL form (model main.m); use 'auto' or 'onnx'"
+    )
     with pytest.raises(sqlml.OptionError) as error:
         con.sql(
             "CREATE MODEL m OPTIONS (model_type = 'linear_reg', inference = 'native', "
