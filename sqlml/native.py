@@ -9,10 +9,11 @@ rows walk the same tree at once, so the CPU overlaps their memory loads. numba c
 the loop to machine code once per machine (cached) and releases the GIL while it runs, so
 DuckDB's threads score in parallel.
 
-The inputs are exactly what the ONNX graph's trees see (features.matrix with float32, the
-thresholds rounded to float32 as skl2onnx stores them), and the raw scores go through the
-same links as the compiled SQL (compiler.py), so the outputs equal onnxruntime's up to the
-float32 sums onnxruntime keeps. CREATE MODEL checks that before choosing this path.
+The inputs are exactly what the ONNX graph's trees see (the model matrix in float32, NaN
+replaced by the training means; the thresholds rounded to float32 as skl2onnx stores
+them), and the raw scores go through the same links as the compiled SQL (compiler.py), so
+the outputs equal onnxruntime's up to the float32 sums onnxruntime keeps. CREATE MODEL
+checks that on the parity rows before choosing this path.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow as pa
 from sqlml import compiler
 from sqlml.catalog import ModelRecord
 from sqlml.families import CLASSIFICATION
-from sqlml.features import CATEGORICAL, NUMERIC, encode, numeric_values
+from sqlml.features import CATEGORICAL, NUMERIC, category_codes, encode, numeric_values
 from sqlml.runtime import ModelRuntime
 
 # A perfect tree of depth d has 2^d leaves: deeper ensembles (random forests' default
@@ -50,6 +51,7 @@ def depth(tree: Mapping[str, Any]) -> int:
 
 
 def available() -> bool:
+    """Whether numba can be imported (and the walk compiled) here."""
     try:
         kernel()
     except ImportError:
@@ -120,13 +122,15 @@ class TreeArrays:
         self.scale = float(parameters["scale"])
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        """(rows, outputs) raw scores of the float32 model matrix ``x``."""
+        """(rows, outputs) raw scores of the model matrix ``x``, transposed: a row of
+        float32 values per model column."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.zeros((x.shape[0], self.outputs), np.float64)
-        if x.shape[0]:
+        rows = x.shape[1]
+        out = np.zeros((rows, self.outputs), np.float64)
+        if rows:
             kernel()(
                 x.reshape(-1),
-                np.uintp(x.shape[1]),
+                np.uintp(rows),
                 self.feature.reshape(-1),
                 self.threshold.reshape(-1),
                 self.leaf.reshape(-1),
@@ -166,9 +170,9 @@ def _compile(cache: bool) -> Callable[..., None]:
     # Unsigned indices throughout: numba adds a negative-index check to every signed
     # index, which costs more than the walk itself.
     @numba.njit(nogil=True, cache=cache, inline="always")
-    def step(i, x, row, feature, threshold, nodes):  # the child: left, or right if x > t
+    def step(i, x, r, rows, feature, threshold, nodes):  # the child: left, or right if x > t
         node = nodes + i
-        return uintp(2) * i + uintp(1) + uintp(x[row + feature[node]] > threshold[node])
+        return uintp(2) * i + uintp(1) + uintp(x[feature[node] * rows + r] > threshold[node])
 
     @numba.njit(nogil=True, cache=cache, inline="always")
     def add(out, o, leaf, at, width):
@@ -176,27 +180,25 @@ def _compile(cache: bool) -> Callable[..., None]:
             out[o + w] += leaf[at * width + w]
 
     @numba.njit(nogil=True, cache=cache)
-    def walk(x, columns, feature, threshold, leaf, first, depth, width, out, outputs):
-        rows = uintp(x.size) // columns  # (intp // uintp would be a float)
+    def walk(x, rows, feature, threshold, leaf, first, depth, width, out, outputs):
         inner = (uintp(1) << depth) - uintp(1)
-        c, k = columns, outputs
-        for start in range(uintp(0), rows, uintp(block)):
-            stop = min(rows, start + uintp(block))
+        n, k = rows, outputs
+        for start in range(uintp(0), n, uintp(block)):
+            stop = min(n, start + uintp(block))
             for t in range(uintp(first.size)):
                 nodes, leaves, target = t * inner, t * (inner + uintp(1)) - inner, first[t]
                 r = start
                 while r + uintp(8) <= stop:  # eight rows at once: their loads overlap
-                    a = r * c
                     i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = uintp(0)
                     for _ in range(depth):
-                        i0 = step(i0, x, a, feature, threshold, nodes)
-                        i1 = step(i1, x, a + c, feature, threshold, nodes)
-                        i2 = step(i2, x, a + uintp(2) * c, feature, threshold, nodes)
-                        i3 = step(i3, x, a + uintp(3) * c, feature, threshold, nodes)
-                        i4 = step(i4, x, a + uintp(4) * c, feature, threshold, nodes)
-                        i5 = step(i5, x, a + uintp(5) * c, feature, threshold, nodes)
-                        i6 = step(i6, x, a + uintp(6) * c, feature, threshold, nodes)
-                        i7 = step(i7, x, a + uintp(7) * c, feature, threshold, nodes)
+                        i0 = step(i0, x, r, n, feature, threshold, nodes)
+                        i1 = step(i1, x, r + uintp(1), n, feature, threshold, nodes)
+                        i2 = step(i2, x, r + uintp(2), n, feature, threshold, nodes)
+                        i3 = step(i3, x, r + uintp(3), n, feature, threshold, nodes)
+                        i4 = step(i4, x, r + uintp(4), n, feature, threshold, nodes)
+                        i5 = step(i5, x, r + uintp(5), n, feature, threshold, nodes)
+                        i6 = step(i6, x, r + uintp(6), n, feature, threshold, nodes)
+                        i7 = step(i7, x, r + uintp(7), n, feature, threshold, nodes)
                     o = r * k + target
                     add(out, o, leaf, leaves + i0, width)
                     add(out, o + k, leaf, leaves + i1, width)
@@ -210,7 +212,7 @@ def _compile(cache: bool) -> Callable[..., None]:
                 while r < stop:
                     i = uintp(0)
                     for _ in range(depth):
-                        i = step(i, x, r * c, feature, threshold, nodes)
+                        i = step(i, x, r, n, feature, threshold, nodes)
                     add(out, r * k + target, leaf, leaves + i, width)
                     r += uintp(1)
 
@@ -229,21 +231,29 @@ class NativeRuntime(ModelRuntime):
         # Where each feature's block starts, and the mean replacing NaN in each column.
         self._positions = np.cumsum([0] + [f.width for f in record.features]).tolist()
         means = [f.means if f.kind != CATEGORICAL else [0.0] * f.width for f in record.features]
-        self._means = np.asarray([m for block in means for m in block], np.float32)
+        self._means = np.asarray([m for block in means for m in block], np.float32)[:, None]
 
     def _matrix(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
-        """features.matrix as float32, for one DuckDB vector: a plain numeric column is
-        copied as it is and NaN replaced by the means in one pass over the matrix (the
-        per-feature calls cost more than the walk of a small ensemble)."""
-        x = np.empty((len(columns[0]), self._positions[-1]), np.float32)
+        """The model matrix of one DuckDB vector, transposed (a row per column: each is
+        written contiguously), in float32, and one scratch row more for unseen categories.
+        Plain numeric columns are copied as they are, NaN replaced by the means in one pass
+        over the matrix, categories one-hot from the codes the ONNX graph is fed (the
+        per-feature calls of features.matrix cost more than the walk of a small ensemble)."""
+        rows, width = len(columns[0]), self._positions[-1]
+        x = np.empty((width + 1, rows), np.float32)
         for i, (feature, column) in enumerate(zip(self.record.features, columns, strict=True)):
             start, stop = self._positions[i], self._positions[i + 1]
-            if feature.kind == NUMERIC and feature.scales is None:
-                x[:, start] = numeric_values(column)
+            categories = self._categories.get(feature.name)
+            if categories is not None:
+                codes = category_codes(column, categories)  # -1: unseen, to the scratch row
+                x[start:stop] = 0.0
+                x[np.where(codes >= 0, start + codes, width), np.arange(rows)] = 1.0
+            elif feature.kind == NUMERIC and feature.scales is None:
+                x[start] = numeric_values(column)
             else:
-                x[:, start:stop] = encode(feature, column)
-        np.copyto(x, self._means, where=np.isnan(x))
-        return x
+                x[start:stop] = encode(feature, column).T
+        np.copyto(x[:width], self._means, where=np.isnan(x[:width]))
+        return x[:width]
 
     def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         if not available():  # a file opened where numba is missing: the same model in ONNX

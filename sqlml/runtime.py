@@ -100,6 +100,7 @@ class ModelRuntime:
         self._outputs: dict[str, str] = record.metadata["onnx"]["outputs"]
         self._columns = output_columns(record)
         self._categories: dict[str, pa.Array] = {}
+        self._list_parts: dict[int, tuple[pa.Array, pa.Array]] = {}
         if record.task == IMPORTED:
             return
         if record.task == CLASSIFICATION:
@@ -206,8 +207,25 @@ class ModelRuntime:
         if task == CLASSIFICATION:
             if index == 0:
                 return self._classes.take(pa.array(outputs["label"]))
-            return _class_list(self._classes, outputs["probabilities"])
+            return self._class_list(outputs["probabilities"])
         return pa.array(outputs["prediction"], pa.float64())
+
+    def _class_list(self, probabilities: np.ndarray) -> pa.ListArray:
+        """Per row, a LIST of STRUCT(label, prob) in class order. The labels and offsets
+        are the same for every DuckDB vector of a given length: made once per length."""
+        rows, k = probabilities.shape
+        parts = self._list_parts.get(rows)
+        if parts is None:
+            labels = self._classes.take(pa.array(np.tile(np.arange(k), rows)))
+            offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+            parts = (labels, offsets)
+            if len(self._list_parts) < 8:
+                self._list_parts[rows] = parts
+        labels, offsets = parts
+        items = pa.StructArray.from_arrays(
+            [labels, pa.array(probabilities.reshape(-1), pa.float64())], names=["label", "prob"]
+        )
+        return pa.ListArray.from_arrays(offsets, items)
 
     def to_arrow(self, outputs: dict[str, np.ndarray]) -> pa.StructArray:
         """The columns ML.PREDICT adds, as one struct array."""
@@ -296,17 +314,6 @@ def _tensor(spec: dict[str, Any], column: pa.Array | pa.ChunkedArray, model: str
     else:
         values = np.asarray(column.to_numpy(zero_copy_only=False)).astype(dtype)
     return values.reshape([-1 if d is None else d for d in spec["shape"]])
-
-
-def _class_list(classes: pa.Array, probabilities: np.ndarray) -> pa.ListArray:
-    """Per row, a LIST of STRUCT(label, prob) in class order."""
-    rows, k = probabilities.shape
-    labels = classes.take(pa.array(np.tile(np.arange(k), rows)))
-    items = pa.StructArray.from_arrays(
-        [labels, pa.array(probabilities.reshape(-1), pa.float64())], names=["label", "prob"]
-    )
-    offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, items)
 
 
 def _ranked_list(

@@ -416,3 +416,53 @@ def test_closing_one_of_two_connections_to_a_file_keeps_the_other_scoring(db_pat
     agree, correct = result.stdout.split()
     assert agree == "True"
     assert 300 < int(correct) <= 344
+
+
+def test_native_scores_dates_and_booleans_like_onnx(con):
+    con.sql(
+        "CREATE TABLE dated AS SELECT *, make_date(year, 1 + (bill_depth_mm::INT % 12), 1) AS d, "
+        "sex = 'male' AS male FROM penguins"
+    )
+    con.sql("INSERT INTO dated (species, d, male) VALUES ('Adelie', NULL, NULL)")
+    columns = "d, male, island, flipper_length_mm, body_mass_g"
+    for name, inference in (("fast", "native"), ("reference", "onnx")):
+        con.sql(
+            f"CREATE MODEL {name} OPTIONS (model_type = 'boosted_tree_classifier', "
+            f"input_label_cols = ['species'], inference = '{inference}') "
+            f"AS SELECT species, {columns} FROM dated"
+        )
+    assert path(con, "fast") == "native"
+    query = f"SELECT * FROM ML.PREDICT(MODEL {{}}, (SELECT {columns} FROM dated))"
+    fast = con.sql(query.format("fast")).fetchall()
+    assert len(fast) == 345
+    assert_same(fast, con.sql(query.format("reference")).fetchall(), 1e-5)
+
+
+def test_native_walk_pads_shallow_leaves():
+    """A tree with leaves at depths 1, 2 and 3, walked by eight rows at once and by the
+    rows left over: each row ends in the leaf a plain walk reaches."""
+    from sqlml.native import TreeArrays
+
+    tree = {  # x0 <= 0.5 ? 1 : (x1 <= 0.25 ? 2 : (x0 <= 0.75 ? 3 : 4))
+        "feature": [0, -2, 1, -2, 0, -2, -2],
+        "threshold": [0.5, 0, 0.25, 0, 0.75, 0, 0],
+        "left": [1, -1, 3, -1, 5, -1, -1],
+        "right": [2, -1, 4, -1, 6, -1, -1],
+        "leaf": [False, True, False, True, False, True, True],
+        "value": [[0.0], [1.0], [0.0], [2.0], [0.0], [3.0], [4.0]],
+        "outputs": [0],
+    }
+    second = {**tree, "value": [[10 * v for v in value] for value in tree["value"]]}
+    arrays = TreeArrays(
+        {"trees": [tree, second], "base": [0.5], "scale": 2.0, "link": None,
+         "float32_thresholds": "nearest"}
+    )  # fmt: skip
+    assert arrays.depth == 3
+    rng = np.random.default_rng(7)
+    x = rng.random((11, 2)).astype(np.float32)
+    x[0] = [0.5, 0.9]  # on a threshold: goes left
+    x[1] = [0.75, 0.25]
+    expected = [1.0 if a <= 0.5 else 2.0 if b <= 0.25 else 3.0 if a <= 0.75 else 4.0 for a, b in x]
+    raw = arrays.raw(x.T)
+    assert raw.shape == (11, 1)
+    assert raw[:, 0].tolist() == [0.5 + 2.0 * 11 * e for e in expected]

@@ -29,10 +29,11 @@ from sqlml.options import Option
 if TYPE_CHECKING:
     from sqlml.features import Feature
 
-# Trees written as nested CASE cost DuckDB a branch per node and row, where onnxruntime's
-# tree walk is cheaper: only ensembles this small (internal nodes x outputs) go to SQL by
-# default. Measured by benchmarks/predict.py (see benchmarks/README.md).
-SQL_TREE_NODES = 200
+# Trees written as nested CASE cost DuckDB a branch per node and row, where the native
+# scorer pays a Python call per DuckDB vector and then a few nanoseconds per tree and row:
+# only ensembles this small (internal nodes x outputs) go to SQL by default. The crossover
+# measured by benchmarks/trees.py (see benchmarks/README.md).
+SQL_TREE_NODES = 80
 
 _TREE_SHAPE = (
     Option("max_tree_depth", "int", 6, "maximum depth of each tree", minimum=1, maximum=100),
