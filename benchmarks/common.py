@@ -102,6 +102,21 @@ def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
+def timed_rounds(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+    """Each contender once per round, ``repeat`` rounds: a slow spell of the machine falls
+    on every contender alike instead of on whichever ran then. One untimed warm-up round
+    first (first calls compile, load sessions, fault pages in)."""
+    for fn in contenders.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name, fn in contenders.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
 def report(title: str, results: list[Result], baseline: str) -> str:
     base = next(r for r in results if r.name == baseline).median
     lines = [

@@ -4,6 +4,10 @@ pandas round trip, on the same rows in the same process.
     python -m benchmarks.predict [--model-type logistic_reg|boosted_tree_classifier|mixed|all]
                                  [--rows N] [--repeat R]
 
+The contenders run in rounds, each once per round after one untimed warm-up round, and
+each figure is the median over rounds: a slow spell of this noisy machine then falls on
+every contender alike.
+
 Contenders:
 - fetch + onnxruntime (baseline): the feature columns fetched from DuckDB to NumPy once
   (through Arrow, the fastest way out), then one onnxruntime call over all rows
@@ -34,7 +38,7 @@ from benchmarks.common import (
     ratio,
     report,
     target_line,
-    timed,
+    timed_rounds,
 )
 from sqlml.features import NULL_TOKEN
 
@@ -128,22 +132,21 @@ def run_case(case: Case, rows: int, repeat: int) -> tuple[list[Result], list[str
     def ml_predict(columns: str) -> None:
         con.sql(f"CREATE OR REPLACE TABLE p AS SELECT {columns} FROM ML.PREDICT(MODEL m, TABLE t)")
 
-    results = [
-        Result("fetch + onnxruntime", timed(fetch_and_onnxruntime, repeat), rows),
-        Result("pandas round trip", timed(pandas_round_trip, repeat), rows),
-        Result("model function", timed(lambda: model_function("m"), repeat), rows, path),
-        Result("ML.PREDICT", timed(lambda: ml_predict("predicted_y"), repeat), rows, path),
-        Result("ML.PREDICT, SELECT *", timed(lambda: ml_predict("*"), repeat), rows, path),
-    ]
+    contenders = {
+        "fetch + onnxruntime": fetch_and_onnxruntime,
+        "pandas round trip": pandas_round_trip,
+        "model function": lambda: model_function("m"),
+        "ML.PREDICT": lambda: ml_predict("predicted_y"),
+        "ML.PREDICT, SELECT *": lambda: ml_predict("*"),
+    }
     if path != "onnx":
-        results.append(
-            Result(
-                "model function, inference='onnx'",
-                timed(lambda: model_function("m_onnx"), repeat),
-                rows,
-                "onnx",
-            )
-        )
+        contenders["model function, inference='onnx'"] = lambda: model_function("m_onnx")
+    notes = {"model function, inference='onnx'": "onnx", "model function": path}
+    notes |= {"ML.PREDICT": path, "ML.PREDICT, SELECT *": path}
+    results = [
+        Result(name, times, rows, notes.get(name, ""))
+        for name, times in timed_rounds(contenders, repeat).items()
+    ]
     targets = [
         target_line(
             "model function vs fetch + onnxruntime",

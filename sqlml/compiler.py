@@ -237,17 +237,32 @@ def _first_best(values: list[str], results: list[str], *, smallest: bool) -> str
     return f"(CASE {' '.join(branches)} ELSE {results[-1]} END)"
 
 
-def predict_sql(compiled: CompiledModel, features: list[str], data: str, names: list[str]) -> str:
+def predict_sql(
+    compiled: CompiledModel,
+    features: list[str],
+    data: str,
+    names: list[str],
+    scores: str | None = None,
+    count: int = 1,
+) -> str:
     """ML.PREDICT as two projections: the raw scores once per row, then the outputs.
-    ``features``: the SQL of each feature over the input's columns."""
-    raw = compiled.raw(features)
-    refs = [f"__sqlml_raw{i}" for i in range(len(raw))]
-    scored = ", ".join(f"{expr} AS {ref}" for expr, ref in zip(raw, refs, strict=True))
+    ``features``: the SQL of each feature over the input's columns. ``scores``: SQL giving
+    the ``count`` raw scores instead of ``compiled.raw`` (a native model's UDF: one DOUBLE,
+    or a list when there are several)."""
+    if scores is None:
+        raw = compiled.raw(features)
+        columns = [f"__sqlml_raw{i}" for i in range(len(raw))]
+        refs = columns
+        scored = ", ".join(f"{expr} AS {ref}" for expr, ref in zip(raw, refs, strict=True))
+    else:
+        columns = ["__sqlml_raw"]
+        refs = ["__sqlml_raw"] if count == 1 else [f"__sqlml_raw[{i}]" for i in range(1, count + 1)]
+        scored = f"{scores} AS __sqlml_raw"
     outputs = ", ".join(
         f"{expr} AS {quote(name)}" for expr, name in zip(compiled.outputs(refs), names, strict=True)
     )
     return (
-        f"(SELECT {outputs}, * EXCLUDE ({', '.join(refs)}) FROM "
+        f"(SELECT {outputs}, * EXCLUDE ({', '.join(columns)}) FROM "
         f"(SELECT *, {scored} FROM ({data}) AS __sqlml_in) AS __sqlml_scored)"
     )
 

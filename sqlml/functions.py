@@ -30,7 +30,7 @@ from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, DIMENSIONALITY_RED
 from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, type_id
 from sqlml.runtime import ModelRuntime, output_columns, runtime_for
 
-SQL, ONNX = "sql", "onnx"
+SQL, NATIVE, ONNX = "sql", "native", "onnx"
 
 
 def inference(record: ModelRecord) -> str:
@@ -119,6 +119,11 @@ def result_type(record: ModelRecord) -> str:
     return f"STRUCT({fields})"
 
 
+def _raw_type(record: ModelRecord) -> str:
+    """The SQL type of a native model's raw scores: one DOUBLE, or a list of them."""
+    return "DOUBLE" if len(record.metadata["parameters"]["base"]) == 1 else "DOUBLE[]"
+
+
 def compiled(record: ModelRecord) -> compiler.CompiledModel:
     return compiler.compile_record(record, families.get(record.model_type))
 
@@ -169,6 +174,10 @@ class FunctionRegistry:
                     sql_type,
                 )
             )
+        if inference(record) == NATIVE:  # the raw scores ML.PREDICT's SQL starts from
+            raw = getattr(scorer, "raw_array", None)
+            if raw is not None:
+                functions.append((f"{name}_raw", raw, _raw_type(record)))
         made = [self._create_function(n, body, params, returns) for n, body, returns in functions]
         (self._created if made[0] else self._borrowed).add(name)
 
@@ -209,7 +218,10 @@ class FunctionRegistry:
         if name in self._created:
             self._created.discard(name)
             outputs = len(function_outputs(runtime.record)) if runtime else 0
-            for function in [name] + [f"{name}_{i}" for i in range(outputs)]:
+            functions = [name] + [f"{name}_{i}" for i in range(outputs)]
+            if runtime is not None and inference(runtime.record) == NATIVE:
+                functions.append(f"{name}_raw")
+            for function in functions:
                 self.con.remove_function(function)
 
     def unregister_model(self, schema: str, name: str, keep: ModelRecord | None = None) -> None:
@@ -258,6 +270,12 @@ class FunctionRegistry:
         if inference(record) == SQL:
             return compiler.predict_sql(compiled(record), features, data, names)
         self.register(record)
+        if inference(record) == NATIVE:
+            # The trees' raw scores from Python, the outputs from them in SQL (as for a
+            # model in SQL): a query that reads only the label builds no probabilities.
+            scores = f"{quote(udf_name(record) + '_raw')}({', '.join(features)})"
+            count = len(record.metadata["parameters"]["base"])
+            return compiler.predict_sql(compiled(record), features, data, names, scores, count)
         call = f"{quote(udf_name(record))}({', '.join(features)})"
         return (
             "(SELECT __sqlml_out.*, * EXCLUDE (__sqlml_out) FROM "

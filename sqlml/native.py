@@ -255,6 +255,19 @@ class NativeRuntime(ModelRuntime):
         np.copyto(x[:width], self._means, where=np.isnan(x[:width]))
         return x[:width]
 
+    def raw_array(self, *columns: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The raw scores as Arrow (ML.PREDICT's SQL computes the outputs from them): a
+        DOUBLE per row, or a list of one per output."""
+        if not available():  # the same raw scores, from the ONNX graph's outputs
+            raw = _raw_from(self.run(columns), self._link, self.trees.outputs)
+        else:
+            raw = self.trees.raw(self._matrix(columns))
+        rows, count = raw.shape
+        if count == 1:
+            return pa.array(raw[:, 0], pa.float64())
+        offsets = pa.array(np.arange(0, rows * count + 1, count, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(raw.reshape(-1), pa.float64()))
+
     def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         if not available():  # a file opened where numba is missing: the same model in ONNX
             return super()._run(columns)
@@ -263,6 +276,19 @@ class NativeRuntime(ModelRuntime):
             return {"prediction": raw[:, 0]}
         probabilities = _probabilities(raw, self._link)
         return {"label": np.argmax(probabilities, axis=1), "probabilities": probabilities}
+
+
+def _raw_from(outputs: dict[str, np.ndarray], link: str | None, count: int) -> np.ndarray:
+    """Raw scores that give these outputs through ``link`` (the inverse of _probabilities;
+    softmax scores up to a constant, which softmax ignores)."""
+    if "prediction" in outputs:
+        return outputs["prediction"].reshape(-1, 1)
+    p = outputs["probabilities"]
+    if link == compiler.LOGIT:
+        return np.log(p[:, 1:2]) - np.log(p[:, 0:1])
+    if link == compiler.SOFTMAX:
+        return np.log(p)
+    return p.reshape(-1, count)
 
 
 def _no_onnx() -> bytes:

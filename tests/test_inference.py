@@ -241,9 +241,16 @@ def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
         "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
     )
     con.sql(create)
+    for case in ("boosted_binary", "boosted_multiclass", "forest_classifier"):
+        train(con, case, case, "native")
     assert path(con, "mass") == "native"
     query = "SELECT mass(p) FROM penguins p"
+    predict = [
+        f"SELECT * FROM ML.PREDICT(MODEL {m}, TABLE penguins)"
+        for m in ("mass", "boosted_binary", "boosted_multiclass", "forest_classifier")
+    ]
     native_rows = con.sql(query).fetchall()
+    native_predictions = [con.sql(q).fetchall() for q in predict]
 
     def missing() -> None:
         raise ImportError("No module named 'numba'")
@@ -257,10 +264,12 @@ def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
         assert ("inference", "reason", "an ensemble this large scores faster off SQL; not "
                 "native: numba, which compiles the native scorer, cannot be imported") in reason  # fmt: skip
     con.functions.unregister_all()  # as a new process would: runtimes built again
-    record = con.catalog.current("main", "mass")
-    con.functions.register(record)
-    assert type(con.functions.runtime(record)).__name__ == "NativeRuntime"
+    for record in con.catalog.all_current():
+        con.functions.register(record)
+        assert type(con.functions.runtime(record)).__name__ == "NativeRuntime"
     assert_same(con.sql(query).fetchall(), native_rows, 1e-5)
+    for q, rows in zip(predict, native_predictions, strict=True):
+        assert_same(con.sql(q).fetchall(), rows, 1e-5)
 
 
 def test_auto_picks_sql_for_linear_models_and_small_trees(con):
