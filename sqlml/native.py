@@ -35,7 +35,6 @@ from sqlml.runtime import ModelRuntime
 # depth is 20) stay with onnxruntime, whose node arrays grow with the tree, not its depth.
 MAX_DEPTH = 12
 MAX_PADDED_VALUES = 1 << 23  # trees x 2^depth x values per leaf (64 MiB of float64)
-ROWS_PER_BLOCK = 256  # rows that walk every tree before the next rows start (fit in L1)
 
 
 def depth(tree: Mapping[str, Any]) -> int:
@@ -144,79 +143,34 @@ class TreeArrays:
 
 
 _kernel: Callable[..., None] | None = None
+_warming = False
 _compiling = threading.Lock()
 
 
 def kernel() -> Callable[..., None]:
-    """The compiled walk (numba is imported, and the walk compiled or read from numba's
-    cache, on first use)."""
+    """The compiled walk (native_walk: numba is imported, and the walk compiled or read
+    from numba's cache, on first use)."""
     global _kernel
     if _kernel is None:
         with _compiling:
             if _kernel is None:
-                try:
-                    _kernel = _compile(cache=True)
-                except RuntimeError:  # nowhere to write numba's cache: compile each time
-                    _kernel = _compile(cache=False)
+                from sqlml.native_walk import walk
+
+                _kernel = walk
     return _kernel
 
 
-def _compile(cache: bool) -> Callable[..., None]:
-    import numba
-    from numba import uintp
-
-    block = ROWS_PER_BLOCK
-
-    # Unsigned indices throughout: numba adds a negative-index check to every signed
-    # index, which costs more than the walk itself.
-    @numba.njit(nogil=True, cache=cache, inline="always")
-    def step(i, x, r, rows, feature, threshold, nodes):  # the child: left, or right if x > t
-        node = nodes + i
-        return uintp(2) * i + uintp(1) + uintp(x[feature[node] * rows + r] > threshold[node])
-
-    @numba.njit(nogil=True, cache=cache, inline="always")
-    def add(out, o, leaf, at, width):
-        for w in range(width):
-            out[o + w] += leaf[at * width + w]
-
-    @numba.njit(nogil=True, cache=cache)
-    def walk(x, rows, feature, threshold, leaf, first, depth, width, out, outputs):
-        inner = (uintp(1) << depth) - uintp(1)
-        n, k = rows, outputs
-        for start in range(uintp(0), n, uintp(block)):
-            stop = min(n, start + uintp(block))
-            for t in range(uintp(first.size)):
-                nodes, leaves, target = t * inner, t * (inner + uintp(1)) - inner, first[t]
-                r = start
-                while r + uintp(8) <= stop:  # eight rows at once: their loads overlap
-                    i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = uintp(0)
-                    for _ in range(depth):
-                        i0 = step(i0, x, r, n, feature, threshold, nodes)
-                        i1 = step(i1, x, r + uintp(1), n, feature, threshold, nodes)
-                        i2 = step(i2, x, r + uintp(2), n, feature, threshold, nodes)
-                        i3 = step(i3, x, r + uintp(3), n, feature, threshold, nodes)
-                        i4 = step(i4, x, r + uintp(4), n, feature, threshold, nodes)
-                        i5 = step(i5, x, r + uintp(5), n, feature, threshold, nodes)
-                        i6 = step(i6, x, r + uintp(6), n, feature, threshold, nodes)
-                        i7 = step(i7, x, r + uintp(7), n, feature, threshold, nodes)
-                    o = r * k + target
-                    add(out, o, leaf, leaves + i0, width)
-                    add(out, o + k, leaf, leaves + i1, width)
-                    add(out, o + uintp(2) * k, leaf, leaves + i2, width)
-                    add(out, o + uintp(3) * k, leaf, leaves + i3, width)
-                    add(out, o + uintp(4) * k, leaf, leaves + i4, width)
-                    add(out, o + uintp(5) * k, leaf, leaves + i5, width)
-                    add(out, o + uintp(6) * k, leaf, leaves + i6, width)
-                    add(out, o + uintp(7) * k, leaf, leaves + i7, width)
-                    r += uintp(8)
-                while r < stop:
-                    i = uintp(0)
-                    for _ in range(depth):
-                        i = step(i, x, r, n, feature, threshold, nodes)
-                    add(out, r * k + target, leaf, leaves + i, width)
-                    r += uintp(1)
-
-    return walk
+def warm() -> None:
+    """Import numba and load (or compile) the walk in the background, so that the first
+    query scoring a native model does not wait for it (a second; several the first time on
+    a machine, before numba's cache exists). Not a daemon: an interpreter that exits early
+    waits for the import rather than killing it half done."""
+    global _warming
+    with _compiling:
+        if _kernel is not None or _warming:
+            return
+        _warming = True
+    threading.Thread(target=available, name="sqlml-native-warm").start()
 
 
 class NativeRuntime(ModelRuntime):
@@ -226,6 +180,7 @@ class NativeRuntime(ModelRuntime):
 
     def __init__(self, record: ModelRecord, load: Callable[[], bytes] | None = None):
         super().__init__(record, load or _no_onnx)
+        warm()
         self.trees = TreeArrays(record.metadata["parameters"])
         self._link = record.metadata["parameters"]["link"]
         # Where each feature's block starts, and the mean replacing NaN in each column.
