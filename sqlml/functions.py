@@ -175,9 +175,10 @@ class FunctionRegistry:
                 )
             )
         if inference(record) == NATIVE:  # the raw scores ML.PREDICT's SQL starts from
-            raw = getattr(scorer, "raw_array", None)
-            if raw is not None:
-                functions.append((f"{name}_raw", raw, _raw_type(record)))
+            from sqlml.native import NativeRuntime
+
+            assert isinstance(scorer, NativeRuntime)
+            functions.append((f"{name}_raw", scorer.raw_array, _raw_type(record)))
         made = [self._create_function(n, body, params, returns) for n, body, returns in functions]
         (self._created if made[0] else self._borrowed).add(name)
 

@@ -239,10 +239,11 @@ def _raw_from(outputs: dict[str, np.ndarray], link: str | None, count: int) -> n
     if "prediction" in outputs:
         return outputs["prediction"].reshape(-1, 1)
     p = outputs["probabilities"]
-    if link == compiler.LOGIT:
-        return np.log(p[:, 1:2]) - np.log(p[:, 0:1])
-    if link == compiler.SOFTMAX:
-        return np.log(p)
+    with np.errstate(divide="ignore"):  # a probability of 0: a score of -inf, as it is
+        if link == compiler.LOGIT:
+            return np.log(p[:, 1:2]) - np.log(p[:, 0:1])
+        if link == compiler.SOFTMAX:
+            return np.log(p)
     return p.reshape(-1, count)
 
 

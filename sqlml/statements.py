@@ -94,6 +94,10 @@ def _train_and_store(
         record, onnx_bytes, runtime = onnx_import.build(plan, version, _metadata(plan, version))
         trials: list[tuple[ModelRecord, bytes]] = []
     else:
+        if plan.family.native is not None and plan.options["inference"] in ("auto", "native"):
+            from sqlml import native
+
+            native.warm()  # numba loads while scikit-learn fits, ready for the parity check
         trained = trainer.train(con, plan, connection.console)
         record, onnx_bytes, runtime = _version(connection, plan, trained, trained.pipeline, version)
         trials = _trial_versions(connection, plan, trained, record)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # scorer pays a Python call per DuckDB vector and then a few nanoseconds per tree and row:
 # only ensembles this small (internal nodes x outputs) go to SQL by default. The crossover
 # measured by benchmarks/trees.py (see benchmarks/README.md).
-SQL_TREE_NODES = 80
+SQL_TREE_NODES = 100
 
 _TREE_SHAPE = (
     Option("max_tree_depth", "int", 6, "maximum depth of each tree", minimum=1, maximum=100),
