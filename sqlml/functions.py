@@ -152,10 +152,11 @@ class FunctionRegistry:
         return self._load(record)
 
     def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
-        """Register the UDFs of a version scored by onnxruntime (no database change),
-        scoring with ``runtime`` if given (its session is then shared): one returning every
-        output column as a struct (ML.PREDICT), and one per output column (the model's
-        functions, which then build only what they return)."""
+        """Register the UDFs of a version scored from Python, by onnxruntime or natively
+        (no database change), scoring with ``runtime`` if given (its session is then
+        shared): one returning every output column as a struct (ML.PREDICT), one per output
+        column (the model's functions, which then build only what they return), and for a
+        native model one returning the raw scores (its ML.PREDICT, outputs in SQL)."""
         name = udf_name(record)
         if runtime is not None:
             self.runtimes.setdefault(name, runtime)
