@@ -189,7 +189,9 @@ class TerminalConsole(_Tracker):
     def _tick(self) -> None:
         while not self._stop.wait(self.interval):
             with self.lock:
-                self.changed()
+                # The task may have ended (summary written) before this thread is stopped.
+                if self.title is not None:
+                    self.changed()
 
     def changed(self) -> None:
         if self.live:

@@ -75,6 +75,26 @@ def test_live_line_redraws_in_place_and_ends_with_the_summary():
     assert body.split("\r")[-1].strip() == ""
 
 
+def test_the_live_line_ticks_only_while_a_task_runs():
+    """The ticker thread is stopped after the summary is written: a tick in between must
+    draw nothing after the summary."""
+    import threading
+    import time
+
+    stream = io.StringIO()
+    console = TerminalConsole(stream, live=True, interval=0.001)
+    with console.task("CREATE MODEL m"), console.phase("fitting"):
+        pass
+    written = stream.getvalue()
+    ticker = threading.Thread(target=console._tick)  # as if the ticker outlived the task
+    ticker.start()
+    time.sleep(0.05)
+    console._stop.set()
+    ticker.join()
+    assert stream.getvalue() == written
+    assert written.endswith(")\n")
+
+
 def test_tuning_counts_trials():
     stream = io.StringIO()
     with connect(TerminalConsole(stream, live=False)) as con:
