@@ -86,7 +86,8 @@ def test_the_live_line_ticks_only_while_a_task_runs():
     with console.task("CREATE MODEL m"), console.phase("fitting"):
         pass
     written = stream.getvalue()
-    ticker = threading.Thread(target=console._tick)  # as if the ticker outlived the task
+    console._stop.clear()  # as if the ticker outlived the task
+    ticker = threading.Thread(target=console._tick)
     ticker.start()
     time.sleep(0.05)
     console._stop.set()
