@@ -29,7 +29,7 @@ from sqlml import compiler
 from sqlml.catalog import ModelRecord
 from sqlml.families import CLASSIFICATION
 from sqlml.features import CATEGORICAL, NUMERIC, category_codes, encode, numeric_values
-from sqlml.runtime import ModelRuntime
+from sqlml.runtime import ModelRuntime, number_lists
 
 # A perfect tree of depth d has 2^d leaves: deeper ensembles (random forests' default
 # depth is 20) stay with onnxruntime, whose node arrays grow with the tree, not its depth.
@@ -91,7 +91,7 @@ class TreeArrays:
         count = len(trees)
         self.feature = np.zeros((count, inner), np.uintp)
         # Padding nodes compare with +inf: every value goes left, to the copied leaf.
-        self.threshold = np.full((count, inner), np.inf, np.float64)
+        exact = np.full((count, inner), np.inf, np.float64)
         self.leaf = np.zeros((count, leaves, self.width), np.float64)
         self.first = np.zeros(count, np.uintp)
         for t, tree in enumerate(trees):
@@ -108,12 +108,12 @@ class TreeArrays:
                     self.leaf[t, position - inner, : len(outputs)] = tree["value"][node]
                     continue
                 self.feature[t, position] = tree["feature"][node]
-                self.threshold[t, position] = tree["threshold"][node]
+                exact[t, position] = tree["threshold"][node]
                 stack.append((tree["left"][node], 2 * position + 1))
                 stack.append((tree["right"][node], 2 * position + 2))
         # Compared as skl2onnx stores them, so that every comparison matches onnxruntime's:
         # as float32, rounded to nearest or (decision trees) down.
-        exact, self.threshold = self.threshold, self.threshold.astype(np.float32)
+        self.threshold = exact.astype(np.float32)
         if parameters.get("float32_thresholds") == "down":
             above = self.threshold > exact
             self.threshold[above] = np.nextafter(self.threshold[above], np.float32(-np.inf))
@@ -143,19 +143,26 @@ class TreeArrays:
 
 
 _kernel: Callable[..., None] | None = None
+_missing: ImportError | None = None
 _warming = False
 _compiling = threading.Lock()
 
 
 def kernel() -> Callable[..., None]:
     """The compiled walk (native_walk: numba is imported, and the walk compiled or read
-    from numba's cache, on first use)."""
-    global _kernel
+    from numba's cache, on first use). Where numba cannot be imported, the ImportError,
+    remembered: it is asked for on every DuckDB vector, and a failed import is retried."""
+    global _kernel, _missing
     if _kernel is None:
         with _compiling:
+            if _missing is not None:
+                raise _missing
             if _kernel is None:
-                from sqlml.native_walk import walk
-
+                try:
+                    from sqlml.native_walk import walk
+                except ImportError as error:
+                    _missing = error
+                    raise
                 _kernel = walk
     return _kernel
 
@@ -217,11 +224,7 @@ class NativeRuntime(ModelRuntime):
             raw = _raw_from(self.run(columns), self._link, self.trees.outputs)
         else:
             raw = self.trees.raw(self._matrix(columns))
-        rows, count = raw.shape
-        if count == 1:
-            return pa.array(raw[:, 0], pa.float64())
-        offsets = pa.array(np.arange(0, rows * count + 1, count, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, pa.array(raw.reshape(-1), pa.float64()))
+        return pa.array(raw[:, 0], pa.float64()) if raw.shape[1] == 1 else number_lists(raw)
 
     def _run(self, columns: Sequence[pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         if not available():  # a file opened where numba is missing: the same model in ONNX

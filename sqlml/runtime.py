@@ -217,8 +217,7 @@ class ModelRuntime:
         parts = self._list_parts.get(rows)
         if parts is None:
             labels = self._classes.take(pa.array(np.tile(np.arange(k), rows)))
-            offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-            parts = (labels, offsets)
+            parts = (labels, list_offsets(rows, k))
             if len(self._list_parts) < 8:
                 self._list_parts[rows] = parts
         labels, offsets = parts
@@ -237,10 +236,7 @@ class ModelRuntime:
         """What the model's SQL function number ``index`` returns (see
         functions.function_outputs)."""
         if self.record.task == DIMENSIONALITY_REDUCTION:
-            components = outputs["components"]
-            rows, k = components.shape
-            offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-            return pa.ListArray.from_arrays(offsets, pa.array(components.reshape(-1)))
+            return number_lists(outputs["components"])
         if self.record.task == ANOMALY_DETECTION:
             return self.output_array(outputs, 1)
         return self.output_array(outputs, index)
@@ -278,10 +274,7 @@ class ImportedRuntime(ModelRuntime):
         if spec["width"] is None:
             flat = value.reshape(rows)
             return pa.array(flat.astype(object) if flat.dtype == object else flat)
-        matrix = value.reshape(rows, -1)
-        k = matrix.shape[1]
-        offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1).astype(np.float64)))
+        return number_lists(value.reshape(rows, -1))
 
     def function_array(self, outputs: dict[str, np.ndarray], index: int) -> pa.Array:
         return self.output_array(outputs, index)
@@ -316,6 +309,18 @@ def _tensor(spec: dict[str, Any], column: pa.Array | pa.ChunkedArray, model: str
     return values.reshape([-1 if d is None else d for d in spec["shape"]])
 
 
+def list_offsets(rows: int, k: int) -> pa.Array:
+    """The offsets of ``rows`` lists of ``k`` items each."""
+    return pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+
+
+def number_lists(matrix: np.ndarray) -> pa.ListArray:
+    """Per row of ``matrix``, a LIST of its numbers as DOUBLE."""
+    rows, k = matrix.shape
+    values = pa.array(matrix.reshape(-1).astype(np.float64, copy=False))
+    return pa.ListArray.from_arrays(list_offsets(rows, k), values)
+
+
 def _ranked_list(
     values: np.ndarray, id_name: str, value_name: str, *, ascending: bool
 ) -> pa.ListArray:
@@ -327,5 +332,4 @@ def _ranked_list(
         [pa.array(order.reshape(-1) + 1, pa.int64()), pa.array(ranked.reshape(-1), pa.float64())],
         names=[id_name, value_name],
     )
-    offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, items)
+    return pa.ListArray.from_arrays(list_offsets(rows, k), items)

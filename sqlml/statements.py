@@ -303,22 +303,23 @@ def _choose_inference(
     parameters = record.metadata.get("parameters") or {}
     if wanted == "onnx":
         return {"path": "onnx", "reason": "inference = 'onnx'"}, runtime
-    chosen: dict[str, Any] = {"path": "onnx", "reason": []}  # the reasons why not faster
+    reasons: list[str] = []  # why not a faster path
+    figures: dict[str, Any] = {}  # the parity figure of a faster path that disagreed
     if wanted in ("auto", "sql") and family.compile_sql is not None:
         if wanted == "sql" or family.sql_pays(parameters):
             model = compiler.compile_record(record, family)
             figure = parity.check_sql(con, model, runtime, rows, family.float32)
             if figure.pop("ok"):
-                reason = f"inference = '{wanted}'" if wanted == "sql" else "plain SQL scores faster"
+                reason = "inference = 'sql'" if wanted == "sql" else "plain SQL scores faster"
                 return {"path": "sql", "reason": reason, "parity": figure}, runtime
             if wanted == "sql":
                 raise _disagreement("SQL form", record, figure)
-            chosen["reason"].append("its SQL form disagreed with ONNX")
-            chosen["parity"] = figure
+            reasons.append("its SQL form disagreed with ONNX")
+            figures["parity"] = figure
         else:
-            chosen["reason"].append("an ensemble this large scores faster off SQL")
+            reasons.append("an ensemble this large scores faster off SQL")
     elif family.compile_sql is None:
-        chosen["reason"].append(f"{family.model_type} has no SQL form")
+        reasons.append(f"{family.model_type} has no SQL form")
     if wanted in ("auto", "native") and family.native is not None:
         problem = family.native(parameters)
         if problem is None:
@@ -327,16 +328,14 @@ def _choose_inference(
             scorer = NativeRuntime(record)
             figure = parity.check_runtime(scorer, runtime, rows, family.float32)
             if figure.pop("ok"):
-                reason = (
-                    f"inference = '{wanted}'"
-                    if wanted == "native"
-                    else "trees score faster natively"
-                )
+                reason = "trees score faster natively"
+                if wanted == "native":
+                    reason = "inference = 'native'"
                 return {"path": "native", "reason": reason, "parity": figure}, scorer
             if wanted == "native":
                 raise _disagreement("native scorer", record, figure)
-            chosen["reason"].append("its native scorer disagreed with ONNX")
-            chosen["parity"] = figure
+            reasons.append("its native scorer disagreed with ONNX")
+            figures["parity"] = figure
         elif wanted == "native":
             raise OptionError(
                 f"inference = 'native' cannot score model {record.qualified}: {problem}; the "
@@ -344,9 +343,8 @@ def _choose_inference(
                 "inference",
             )
         else:
-            chosen["reason"].append(f"not native: {problem}")
-    chosen["reason"] = "; ".join(chosen["reason"])
-    return chosen, runtime
+            reasons.append(f"not native: {problem}")
+    return {"path": "onnx", "reason": "; ".join(reasons), **figures}, runtime
 
 
 def _disagreement(form: str, record: ModelRecord, figure: dict[str, Any]) -> ParityError:

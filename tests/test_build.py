@@ -234,6 +234,18 @@ def test_a_failing_data_test_fails_the_build_with_its_rows(project, db, capsys):
     assert out.rstrip().endswith("Build FAILED: 6 nodes built, 1 test passed, 1 test failed")
 
 
+# After an edit to clean (which then fails) and to islands: what every node does.
+CLEAN_FAILED = {
+    "birds": ("skipped", "unchanged"),
+    "islands": ("built", "sql changed"),
+    "clean": ("failed", "sql changed"),
+    "mass": ("skipped", "upstream failed: clean"),
+    "scored": ("skipped", "upstream failed: clean"),
+    "reports.fit": ("skipped", "upstream failed: clean"),
+    "mass_fits": ("skipped", "upstream failed: clean"),
+}
+
+
 def test_a_failing_node_keeps_its_previous_result_and_skips_downstream(project, db):
     build(db, project)
     before = snapshot(db)
@@ -241,15 +253,7 @@ def test_a_failing_node_keeps_its_previous_result_and_skips_downstream(project, 
     edit(project / "x_islands.sql", "count(*) AS n", "count(*) AS birds")  # independent
     result = build(db, project)
     assert not result.ok
-    assert statuses(result) == {
-        "birds": ("skipped", "unchanged"),
-        "islands": ("built", "sql changed"),
-        "clean": ("failed", "sql changed"),
-        "mass": ("skipped", "upstream failed: clean"),
-        "scored": ("skipped", "upstream failed: clean"),
-        "reports.fit": ("skipped", "upstream failed: clean"),
-        "mass_fits": ("skipped", "upstream failed: clean"),
-    }
+    assert statuses(result) == CLEAN_FAILED
     assert "beak_colour" in result["clean"].error
     after = snapshot(db)
     for table in ("main.clean", "main.scored", "main.birds"):
@@ -644,15 +648,7 @@ def test_any_exception_fails_only_its_node(project, db, monkeypatch):
     fail_on(monkeypatch, "TABLE clean", ValueError("not a sqlml error"))
     result = build(db, project)
     assert not result.ok and not result.interrupted
-    assert statuses(result) == {
-        "birds": ("skipped", "unchanged"),
-        "islands": ("built", "sql changed"),
-        "clean": ("failed", "sql changed"),
-        "mass": ("skipped", "upstream failed: clean"),
-        "scored": ("skipped", "upstream failed: clean"),
-        "reports.fit": ("skipped", "upstream failed: clean"),
-        "mass_fits": ("skipped", "upstream failed: clean"),
-    }
+    assert statuses(result) == CLEAN_FAILED
     assert result["clean"].error == "ValueError: not a sqlml error"
     assert snapshot(db)["tables"]["main.clean"] == before["tables"]["main.clean"]
 

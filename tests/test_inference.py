@@ -198,37 +198,57 @@ def test_native_model_scores_after_reopening(db_path):
         assert con.sql(query).fetchall() == before
 
 
-def test_paths_refused_where_they_cannot_apply(con):
+@pytest.mark.parametrize(
+    ("options", "option", "message"),
+    [
+        (
+            "model_type = 'dnn_regressor', inference = 'sql'",
+            "inference",
+            "inference = 'sql': dnn_regressor has no SQL form (model main.m); use 'auto' or 'onnx'",
+        ),
+        (
+            "model_type = 'linear_reg', inference = 'native'",
+            "inference",
+            "inference = 'native' scores tree ensembles (boosted_tree_* and random_forest_*), "
+            "not linear_reg (model main.m); use 'auto', 'sql' or 'onnx'",
+        ),
+        (
+            "model_type = 'random_forest_regressor', inference = 'native'",
+            "max_tree_depth",
+            "inference = 'native' takes trees up to 12 levels deep, and model main.m has "
+            "max_tree_depth = 20; set max_tree_depth to 12 or less, or use inference = 'auto' "
+            "or 'onnx'",
+        ),
+    ],
+)
+def test_paths_refused_where_they_cannot_apply(con, options, option, message):
     before = snapshot(con)
     with pytest.raises(sqlml.OptionError) as error:
         con.sql(
-            "CREATE MODEL m OPTIONS (model_type = 'dnn_regressor', inference = 'sql', "
-            "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
+            f"CREATE MODEL m OPTIONS ({options}, input_label_cols = ['body_mass_g']) "
+            "AS SELECT * FROM penguins"
         )
-    assert str(error.value) == (
-        "inference = 'sql': dnn_regressor has no SQL form (model main.m); use 'auto' or 'onnx'"
-    )
-    with pytest.raises(sqlml.OptionError) as error:
-        con.sql(
-            "CREATE MODEL m OPTIONS (model_type = 'linear_reg', inference = 'native', "
-            "input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
-        )
-    assert str(error.value) == (
-        "inference = 'native' scores tree ensembles (boosted_tree_* and random_forest_*), "
-        "not linear_reg (model main.m); use 'auto', 'sql' or 'onnx'"
-    )
-    assert error.value.option == "inference"
-    with pytest.raises(sqlml.OptionError) as error:
-        con.sql(
-            "CREATE MODEL m OPTIONS (model_type = 'random_forest_regressor', "
-            "inference = 'native', input_label_cols = ['body_mass_g']) AS SELECT * FROM penguins"
-        )
-    assert str(error.value) == (
-        "inference = 'native' takes trees up to 12 levels deep, and model main.m has "
-        "max_tree_depth = 20; set max_tree_depth to 12 or less, or use inference = 'auto' "
-        "or 'onnx'"
-    )
+    assert str(error.value) == message
+    assert error.value.option == option
     assert snapshot(con) == before
+
+
+def test_a_missing_numba_is_remembered(monkeypatch):
+    """Asked for on every DuckDB vector: a failed import is not tried again each time."""
+    import sys
+
+    from sqlml import native
+
+    monkeypatch.setattr(native, "_kernel", None)
+    monkeypatch.setattr(native, "_missing", None)
+    monkeypatch.setitem(sys.modules, "sqlml.native_walk", None)  # import raises ImportError
+    with pytest.raises(ImportError):
+        native.kernel()
+    assert native.available() is False
+    monkeypatch.delitem(sys.modules, "sqlml.native_walk")  # importable again, not retried
+    assert native.available() is False
+    monkeypatch.setattr(native, "_missing", None)
+    assert native.available() is True
 
 
 def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
