@@ -130,7 +130,7 @@ class TreeArrays:
             kernel()(
                 x.reshape(-1),
                 np.uintp(rows),
-                self.feature.reshape(-1),
+                (self.feature * np.uintp(rows)).reshape(-1),
                 self.threshold.reshape(-1),
                 self.leaf.reshape(-1),
                 self.first,

@@ -16,10 +16,10 @@ from numba import uintp
 ROWS_PER_BLOCK = 256  # rows that walk every tree before the next rows start (fit in L1)
 
 
-def _step(i: Any, x: Any, r: Any, rows: Any, feature: Any, threshold: Any, nodes: Any) -> Any:
+def _step(i: Any, x: Any, r: Any, offset: Any, threshold: Any, nodes: Any) -> Any:
     """The child of node i for row r: left, or right if the value > the threshold."""
     node = nodes + i
-    return uintp(2) * i + uintp(1) + uintp(x[feature[node] * rows + r] > threshold[node])
+    return uintp(2) * i + uintp(1) + uintp(x[offset[node] + r] > threshold[node])
 
 
 def _add(out: Any, o: Any, leaf: Any, at: Any, width: Any) -> None:
@@ -28,11 +28,13 @@ def _add(out: Any, o: Any, leaf: Any, at: Any, width: Any) -> None:
 
 
 def _walk(
-    x: Any, rows: Any, feature: Any, threshold: Any, leaf: Any, first: Any, depth: Any,
+    x: Any, rows: Any, offset: Any, threshold: Any, leaf: Any, first: Any, depth: Any,
     width: Any, out: Any, outputs: Any,
 ) -> None:  # fmt: skip
     """Add each tree's leaf values to ``out`` (rows x outputs); ``x`` is the transposed
-    float32 model matrix, the trees laid out as native.TreeArrays describes."""
+    float32 model matrix, the trees laid out as native.TreeArrays describes, with each
+    node's feature given as where its row of ``x`` starts (feature x rows: a multiply less
+    on every step, ~10% of the walk)."""
     inner = (uintp(1) << depth) - uintp(1)
     n, k = rows, outputs
     for start in range(uintp(0), n, uintp(ROWS_PER_BLOCK)):
@@ -43,14 +45,14 @@ def _walk(
             while r + uintp(8) <= stop:  # eight rows at once: their loads overlap
                 i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = uintp(0)
                 for _ in range(depth):
-                    i0 = step(i0, x, r, n, feature, threshold, nodes)
-                    i1 = step(i1, x, r + uintp(1), n, feature, threshold, nodes)
-                    i2 = step(i2, x, r + uintp(2), n, feature, threshold, nodes)
-                    i3 = step(i3, x, r + uintp(3), n, feature, threshold, nodes)
-                    i4 = step(i4, x, r + uintp(4), n, feature, threshold, nodes)
-                    i5 = step(i5, x, r + uintp(5), n, feature, threshold, nodes)
-                    i6 = step(i6, x, r + uintp(6), n, feature, threshold, nodes)
-                    i7 = step(i7, x, r + uintp(7), n, feature, threshold, nodes)
+                    i0 = step(i0, x, r, offset, threshold, nodes)
+                    i1 = step(i1, x, r + uintp(1), offset, threshold, nodes)
+                    i2 = step(i2, x, r + uintp(2), offset, threshold, nodes)
+                    i3 = step(i3, x, r + uintp(3), offset, threshold, nodes)
+                    i4 = step(i4, x, r + uintp(4), offset, threshold, nodes)
+                    i5 = step(i5, x, r + uintp(5), offset, threshold, nodes)
+                    i6 = step(i6, x, r + uintp(6), offset, threshold, nodes)
+                    i7 = step(i7, x, r + uintp(7), offset, threshold, nodes)
                 o = r * k + target
                 add(out, o, leaf, leaves + i0, width)
                 add(out, o + k, leaf, leaves + i1, width)
@@ -64,7 +66,7 @@ def _walk(
             while r < stop:
                 i = uintp(0)
                 for _ in range(depth):
-                    i = step(i, x, r, n, feature, threshold, nodes)
+                    i = step(i, x, r, offset, threshold, nodes)
                 add(out, r * k + target, leaf, leaves + i, width)
                 r += uintp(1)
 
