@@ -25,7 +25,7 @@ from sqlml.features import (
     type_id,
 )
 from sqlml.options import HParam, literal_value, resolve
-from sqlml.parser import CreateModel, Source
+from sqlml.parser import CreateModel, Source, placeholders
 
 CLASSIFICATION_LABEL_TYPES = INTEGER_TYPES | CATEGORICAL_TYPES
 
@@ -334,9 +334,10 @@ def _check_tuning(options: dict[str, Any], qualified: str) -> None:
 
 
 def describe_query(con: duckdb.DuckDBPyConnection, query: str, what: str) -> list[Column]:
-    """The result columns of a query, bound by DuckDB but not run."""
+    """The result columns of a query, bound by DuckDB but not run (its parameters, if any,
+    NULL: the columns do not depend on their values)."""
     try:
-        rows = con.execute(f"DESCRIBE {query}").fetchall()
+        rows = con.execute(f"DESCRIBE {query}", placeholders(query)).fetchall()
     except duckdb.Error as e:
         raise QueryError(f"{what} failed: {e}") from e
     return [Column(row[0], row[1]) for row in rows]

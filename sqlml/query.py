@@ -18,7 +18,7 @@ from sqlglot import exp
 from sqlml.catalog import SCHEMA, Catalog, ModelRecord, quote
 from sqlml.errors import ColumnNotFound, ModelNotFound, QueryError, UnsupportedType
 from sqlml.features import kind_of
-from sqlml.parser import MLPreprocess, RawSQL, Source, find_ml_spans, parse_ml_call
+from sqlml.parser import MLPreprocess, RawSQL, Source, find_ml_spans, parse_ml_call, placeholders
 from sqlml.planner import Column, describe_query
 
 if TYPE_CHECKING:
@@ -137,6 +137,14 @@ class QueryExpander:
         return columns
 
     def fetch(self, sql: str, what: str) -> pa.Table:
+        """Run a query while the statement is rewritten (the ML functions computed in Python:
+        ML.EVALUATE, ML.EXPLAIN_PREDICT, ...), before its parameters are bound."""
+        if placeholders(sql) is not None:
+            raise QueryError(
+                f"{what} uses query parameters (?, $1 or $name), which have no values yet: "
+                "this function reads its input while the statement is prepared. Write the "
+                "values into the query"
+            )
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as e:

@@ -223,6 +223,57 @@ def test_execute_and_fetch(trained):
     assert trained.execute("SHOW MODELS").fetchall() == []
 
 
+def test_explain_prepare_and_parameters_around_ml_calls(trained):
+    # EXPLAIN and PREPARE are commands to sqlglot (the rest one string): the calls inside
+    # them are found all the same, and DuckDB explains or prepares the rewritten query.
+    plan = trained.sql(
+        "EXPLAIN SELECT predicted_species FROM ML.PREDICT(MODEL species, TABLE penguins)"
+    ).fetchall()
+    assert "__sqlml_" in "".join(str(part) for row in plan for part in row)
+    analyzed = trained.sql("EXPLAIN ANALYZE SELECT * FROM ML.EVALUATE(MODEL species)")
+    assert analyzed.fetchall()[0][0] == "analyzed_plan"
+    assert trained.sql("EXPLAIN SELECT 42").fetchall() == duckdb.sql("EXPLAIN SELECT 42").fetchall()
+
+    def by_hand(island: str, species: str | None = None) -> int:
+        return trained.execute(
+            "SELECT count(*) FROM penguins WHERE island = $1 AND "
+            "species(bill_length_mm, bill_depth_mm, island) = coalesce($2, "
+            "species(bill_length_mm, bill_depth_mm, island))",
+            [island, species],
+        ).fetchall()[0][0]
+
+    trained.sql(
+        "PREPARE q AS SELECT count(*) FROM ML.PREDICT(MODEL species, "
+        "(SELECT * FROM penguins WHERE island = $1))"
+    )
+    assert trained.sql("EXECUTE q('Dream')").fetchall() == [(by_hand("Dream"),)] == [(124,)]
+    assert trained.sql("EXECUTE q('Biscoe')").fetchall() == [(by_hand("Biscoe"),)] == [(168,)]
+    # Parameters in the input query and around it, positional and named.
+    inside_and_out = (
+        "SELECT count(*) FROM ML.PREDICT(MODEL species, "
+        "(SELECT * FROM penguins WHERE island = {})) WHERE predicted_species = {}"
+    )
+    expected = by_hand("Dream", "Adelie")
+    assert 0 < expected < 124
+    positional = trained.execute(inside_and_out.format("?", "?"), ["Dream", "Adelie"])
+    assert positional.fetchall() == [(expected,)]
+    named = trained.execute(
+        inside_and_out.format("$island", "$species"), {"island": "Dream", "species": "Adelie"}
+    )
+    assert named.fetchall() == [(expected,)]
+    # A function that reads its input while the statement is rewritten cannot take them.
+    with pytest.raises(sqlml.QueryError) as caught:
+        trained.execute(
+            "SELECT * FROM ML.EVALUATE(MODEL species, (SELECT * FROM penguins WHERE island = ?))",
+            ["Dream"],
+        )
+    assert str(caught.value) == (
+        "The input of ML.EVALUATE(MODEL main.species) uses query parameters (?, $1 or $name), "
+        "which have no values yet: this function reads its input while the statement is "
+        "prepared. Write the values into the query"
+    )
+
+
 def test_wrapping_an_existing_duckdb_connection(db_path):
     raw = duckdb.connect(str(db_path))
     load_penguins(raw)

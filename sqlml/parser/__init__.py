@@ -48,6 +48,7 @@ __all__ = [
     "may_contain_ml",
     "parse",
     "parse_ml_call",
+    "placeholders",
     "split_statements",
     "statement_ranges",
     "word",
@@ -201,6 +202,26 @@ def find_ml_spans(source: Source, lo: int, hi: int) -> list[MLSpan]:
         else:
             i += 1
     return spans
+
+
+def placeholders(sql: str) -> list[None] | dict[str, None] | None:
+    """NULL for each of a query's parameters (``?``, ``$1``, ``$name``), or None when it has
+    none: what DuckDB needs to bind a query, as DESCRIBE does, before the values are known
+    (an ML call's input query inside a PREPARE, or run with parameters)."""
+    tokens = Source.of(sql).tokens
+    positional, numbered, named = 0, 0, set()
+    for token, after in zip(tokens, [*tokens[1:], None], strict=True):
+        if token.token_type == TokenType.PLACEHOLDER:
+            positional += 1
+        elif token.token_type == TokenType.PARAMETER and after is not None:
+            if after.token_type == TokenType.NUMBER:
+                numbered = max(numbered, int(after.text))
+            else:
+                named.add(after.text)
+    if named:
+        return dict.fromkeys(named)
+    count = max(positional, numbered)
+    return [None] * count if count else None
 
 
 def _matching_paren(source: Source, open_index: int, hi: int) -> int:

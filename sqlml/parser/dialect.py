@@ -393,6 +393,12 @@ class Sqlml(DuckDB):
     """DuckDB's dialect with sqlml's statements."""
 
     class Tokenizer(DuckDB.Tokenizer):
-        pass
+        # sqlglot reads the rest of a command as one string; EXPLAIN and PREPARE wrap a query
+        # whose ML calls must be found and rewritten, so here they are plain words.
+        KEYWORDS = {
+            word: kind
+            for word, kind in DuckDB.Tokenizer.KEYWORDS.items()
+            if word not in ("EXPLAIN", "PREPARE")
+        }
 
     Parser = SqlmlParser
