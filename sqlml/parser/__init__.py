@@ -208,7 +208,10 @@ def placeholders(sql: str) -> list[None] | dict[str, None] | None:
     """NULL for each of a query's parameters (``?``, ``$1``, ``$name``), or None when it has
     none: what DuckDB needs to bind a query, as DESCRIBE does, before the values are known
     (an ML call's input query inside a PREPARE, or run with parameters)."""
-    tokens = Source.of(sql).tokens
+    try:
+        tokens = Source.of(sql).tokens
+    except ParseError:  # not sqlglot's to read: DuckDB reports what is wrong with it
+        return None
     positional, numbered, named = 0, 0, set()
     for token, after in zip(tokens, [*tokens[1:], None], strict=True):
         if token.token_type == TokenType.PLACEHOLDER:
