@@ -495,3 +495,30 @@ def test_native_walk_pads_shallow_leaves():
     raw = arrays.raw(x.T)
     assert raw.shape == (11, 1)
     assert raw[:, 0].tolist() == [0.5 + 2.0 * 11 * e for e in expected]
+
+
+def test_native_walk_adds_every_value_of_wide_leaves():
+    """Leaves holding several values (a forest's class probabilities: the walk's second
+    loop), eight rows at once and the rows left over: each output gets its value."""
+    from sqlml.native import TreeArrays
+
+    tree = {  # x0 <= 0.5 ? (1, -1) : (x1 <= 0.25 ? (2, -2) : (3, -3))
+        "feature": [0, -2, 1, -2, -2],
+        "threshold": [0.5, 0, 0.25, 0, 0],
+        "left": [1, -1, 3, -1, -1],
+        "right": [2, -1, 4, -1, -1],
+        "leaf": [False, True, False, True, True],
+        "value": [[0.0, 0.0], [1.0, -1.0], [0.0, 0.0], [2.0, -2.0], [3.0, -3.0]],
+        "outputs": [0, 1],
+    }
+    arrays = TreeArrays(
+        {"trees": [tree, tree], "base": [0.0, 1.0], "scale": 0.5, "link": None,
+         "float32_thresholds": "nearest"}
+    )  # fmt: skip
+    assert (arrays.depth, arrays.width) == (2, 2)
+    x = np.random.default_rng(3).random((13, 2)).astype(np.float32)
+    expected = [1.0 if a <= 0.5 else 2.0 if b <= 0.25 else 3.0 for a, b in x]
+    raw = arrays.raw(x.T)
+    assert raw.shape == (13, 2)
+    assert raw[:, 0].tolist() == expected
+    assert raw[:, 1].tolist() == [1.0 - e for e in expected]
