@@ -233,7 +233,11 @@ class NativeRuntime(ModelRuntime):
         if self.record.task != CLASSIFICATION:
             return {"prediction": raw[:, 0]}
         probabilities = _probabilities(raw, self._link)
-        return {"label": np.argmax(probabilities, axis=1), "probabilities": probabilities}
+        if self._link == compiler.LOGIT:  # argmax of two columns, in one comparison
+            label = (probabilities[:, 1] > probabilities[:, 0]).astype(np.int64)
+        else:
+            label = np.argmax(probabilities, axis=1)
+        return {"label": label, "probabilities": probabilities}
 
 
 def _raw_from(outputs: dict[str, np.ndarray], link: str | None, count: int) -> np.ndarray:
@@ -257,8 +261,10 @@ def _no_onnx() -> bytes:
 def _probabilities(raw: np.ndarray, link: str | None) -> np.ndarray:
     """The links of compiler.CompiledModel.probabilities, for tree ensembles."""
     if link == compiler.LOGIT:
-        p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-        return np.column_stack([1.0 - p, p])
+        probabilities = np.empty((len(raw), 2))
+        probabilities[:, 1] = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        np.subtract(1.0, probabilities[:, 1], out=probabilities[:, 0])
+        return probabilities
     if link == compiler.SOFTMAX:
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)

@@ -106,6 +106,11 @@ class ModelRuntime:
         if record.task == CLASSIFICATION:
             assert record.label is not None
             self._classes = pa.array(record.classes, label_arrow_type(record.label["type_id"]))
+            # Labels of a plain type are looked up in NumPy: for one DuckDB vector, pyarrow's
+            # take costs more than the lookup itself.
+            kind = self._classes.type
+            plain = pa.types.is_boolean(kind) or pa.types.is_integer(kind)
+            self._class_values = self._classes.to_numpy(zero_copy_only=False) if plain else None
         self._categories = {
             f.name: pa.array(f.categories, pa.string())
             for f in record.features
@@ -206,6 +211,8 @@ class ModelRuntime:
             return _ranked_list(outputs["distances"], "centroid_id", "distance", ascending=True)
         if task == CLASSIFICATION:
             if index == 0:
+                if self._class_values is not None:
+                    return pa.array(self._class_values[outputs["label"]], self._classes.type)
                 return self._classes.take(pa.array(outputs["label"]))
             return self._class_list(outputs["probabilities"])
         return pa.array(outputs["prediction"], pa.float64())

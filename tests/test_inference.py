@@ -522,3 +522,35 @@ def test_native_walk_adds_every_value_of_wide_leaves():
     assert raw.shape == (13, 2)
     assert raw[:, 0].tolist() == expected
     assert raw[:, 1].tolist() == [1.0 - e for e in expected]
+
+
+@pytest.mark.parametrize("inference", ["native", "onnx"])
+def test_numeric_labels_come_back_as_the_classes(con, inference):
+    """Integer labels (looked up in NumPy, not pyarrow) are the classes themselves, not
+    their positions: coded 10 / 20 / 30 and -3 / -2 / -1, the same forests as with the
+    species' names (same features, same class order)."""
+    con.sql(
+        "CREATE TABLE coded AS SELECT *, CASE species WHEN 'Adelie' THEN 10 "
+        "WHEN 'Chinstrap' THEN 20 ELSE 30 END AS code, CAST(code / 10 - 4 AS TINYINT) AS minus "
+        "FROM penguins WHERE species IS NOT NULL"
+    )
+    for model, label in (("by_name", "species"), ("by_code", "code"), ("by_minus", "minus")):
+        others = ", ".join(c for c in ("species", "code", "minus") if c != label)
+        con.sql(
+            f"CREATE MODEL {model} OPTIONS (model_type = 'random_forest_classifier', "
+            f"input_label_cols = ['{label}'], num_parallel_tree = 5, max_tree_depth = 8, "
+            f"inference = '{inference}') "
+            f"AS SELECT * EXCLUDE ({others}) FROM coded"
+        )
+        assert path(con, model) == inference
+    rows = con.sql(
+        "SELECT by_name(c), by_code(c), by_minus(c), "
+        "(SELECT list(predicted_code) FROM ML.PREDICT(MODEL by_code, TABLE coded)) "
+        "FROM coded c"
+    ).fetchall()
+    names = [r[0] for r in rows]
+    codes = {"Adelie": 10, "Chinstrap": 20, "Gentoo": 30}
+    assert set(names) == set(codes)
+    assert [r[1] for r in rows] == [codes[n] for n in names]
+    assert [r[2] for r in rows] == [codes[n] // 10 - 4 for n in names]
+    assert rows[0][3] == [codes[n] for n in names]
