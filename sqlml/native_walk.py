@@ -31,7 +31,7 @@ def _leaf_of(x: Any, r: Any, offset: Any, threshold: Any, nodes: Any, depth: Any
 
 
 def _leaves8(x: Any, r: Any, offset: Any, threshold: Any, nodes: Any, depth: Any) -> Any:
-    """_leaf for rows r .. r + 7, walked together: their loads overlap."""
+    """_leaf_of for rows r .. r + 7, walked together: their loads overlap."""
     i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = uintp(0)
     for _ in range(depth):
         i0 = step(i0, x, r, offset, threshold, nodes)

@@ -498,8 +498,8 @@ def test_native_walk_pads_shallow_leaves():
 
 
 def test_native_walk_adds_every_value_of_wide_leaves():
-    """Leaves holding several values (a forest's class probabilities: the walk's second
-    loop), eight rows at once and the rows left over: each output gets its value."""
+    """Leaves holding several values (a forest's class probabilities: native_walk's
+    _tree_wide), eight rows at once and the rows left over: each output gets its value."""
     from sqlml.native import TreeArrays
 
     tree = {  # x0 <= 0.5 ? (1, -1) : (x1 <= 0.25 ? (2, -2) : (3, -3))
