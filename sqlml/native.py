@@ -177,7 +177,18 @@ def warm() -> None:
         if _kernel is not None or _warming:
             return
         _warming = True
-    threading.Thread(target=available, name="sqlml-native-warm").start()
+    threading.Thread(target=_load, name="sqlml-native-warm").start()
+
+
+def _load() -> None:
+    """Import the walk and call it on no rows: numba compiles a function (or reads it from
+    its cache) at its first call, not at its import."""
+    if not available():
+        return
+    nothing, index = np.zeros(0, np.float32), np.zeros(0, np.uintp)
+    zero = np.uintp(0)
+    # The argument types of TreeArrays.raw's call, so that the same machine code is loaded.
+    kernel()(nothing, zero, index, nothing, np.zeros(0), index, zero, zero, np.zeros(0), zero)
 
 
 class NativeRuntime(ModelRuntime):

@@ -251,6 +251,25 @@ def test_a_missing_numba_is_remembered(monkeypatch):
     assert native.available() is True
 
 
+def test_warming_loads_the_walk_that_scoring_calls():
+    """The warm-up calls the walk on no rows with the argument types scoring uses, so that
+    its machine code is compiled or read from numba's cache ahead of the first query: no
+    second version of the walk appears when a model then scores."""
+    from sqlml import native
+
+    native._load()
+    signatures = list(native.kernel().signatures)
+    assert len(signatures) == 1
+    tree = {
+        "feature": [0, -2, -2], "threshold": [0.5, 0, 0], "left": [1, -1, -1],
+        "right": [2, -1, -1], "leaf": [False, True, True], "value": [[0.0], [1.0], [2.0]],
+        "outputs": [0],
+    }  # fmt: skip
+    arrays = native.TreeArrays({"trees": [tree], "base": [0.0], "scale": 1.0, "link": None})
+    assert arrays.raw(np.array([[0.2, 0.7]], np.float32))[:, 0].tolist() == [1.0, 2.0]
+    assert native.kernel().signatures == signatures
+
+
 def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
     """numba is what compiles the native scorer: where it cannot be imported, auto picks
     onnxruntime, and a model stored as native scores through its ONNX graph, unchanged."""
