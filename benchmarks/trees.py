@@ -9,7 +9,7 @@
    internal nodes), to the native scorer above it.
 2. onnxruntime alone, one thread, on the same rows split into batches of 2,048 rows (one
    DuckDB vector) up to all rows in one call: rows per second by batch size, for a linear
-   model and a tree ensemble.
+   model, a tree ensemble and a neural network.
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ def batches(con: sqlml.Connection, rows: int, repeat: int) -> list[str]:
     for model, options in (
         ("logistic_reg", "model_type = 'logistic_reg'"),
         ("boosted_tree_classifier", CASES["boosted_tree_classifier"].options),
+        # The family that scores through onnxruntime by default (no SQL, no native path).
+        (
+            "dnn_classifier",
+            "model_type = 'dnn_classifier', hidden_units = [128], max_iterations = 5",
+        ),
     ):
         if "model_type" not in options:
             options = f"model_type = 'boosted_tree_classifier', {options}"
