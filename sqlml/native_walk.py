@@ -59,8 +59,9 @@ def _tree_single(
     leaf: Any, leaves: Any, out: Any, o: Any, k: Any,
 ) -> None:  # fmt: skip
     """One tree whose leaves hold one value, rows start .. stop - 1, into out[r * k + o]. A
-    loop of its own: a loop over the leaf's values after the walk (_tree_wide) makes the
-    whole walk ~25% slower here, and most ensembles add one value per tree."""
+    loop of its own: a loop over the leaf's values after the walk (_tree_wide) made the
+    whole walk ~25% slower here (measured, benchmarks/README.md), and most ensembles add
+    one value per tree."""
     r = start
     while r + uintp(8) <= stop:
         l0, l1, l2, l3, l4, l5, l6, l7 = leaves8(x, r, offset, threshold, nodes, depth)
@@ -128,8 +129,8 @@ def _walk(
 
 
 def _compile(cache: bool) -> tuple[Any, ...]:
-    # Inlined by numba, not left to LLVM: LLVM's inlining here gave a ~25% slower walk (for
-    # half the first compile on a machine, ~4 s against ~8 s, once per machine).
+    # Inlined by numba, not left to LLVM: LLVM's inlining here gave a ~25% slower walk for
+    # half the first compile on a machine (~4 s against ~8 s; measured once).
     inline = numba.njit(nogil=True, cache=cache, inline="always")
     return (
         *(inline(f) for f in (_step, _leaf_of, _leaves8, _add, _tree_single, _tree_wide)),

@@ -253,21 +253,31 @@ def test_a_missing_numba_is_remembered(monkeypatch):
 
 def test_warming_loads_the_walk_that_scoring_calls():
     """The warm-up calls the walk on no rows with the argument types scoring uses, so that
-    its machine code is compiled or read from numba's cache ahead of the first query: no
-    second version of the walk appears when a model then scores."""
-    from sqlml import native
+    its machine code is compiled or read from numba's cache ahead of the first query: in a
+    fresh process, one version of the walk exists after the warm-up, and still one after a
+    model scores."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from sqlml import native
 
-    native._load()
-    signatures = list(native.kernel().signatures)
-    assert len(signatures) == 1
-    tree = {
-        "feature": [0, -2, -2], "threshold": [0.5, 0, 0], "left": [1, -1, -1],
-        "right": [2, -1, -1], "leaf": [False, True, True], "value": [[0.0], [1.0], [2.0]],
-        "outputs": [0],
-    }  # fmt: skip
-    arrays = native.TreeArrays({"trees": [tree], "base": [0.0], "scale": 1.0, "link": None})
-    assert arrays.raw(np.array([[0.2, 0.7]], np.float32))[:, 0].tolist() == [1.0, 2.0]
-    assert native.kernel().signatures == signatures
+        native._load()
+        warmed = len(native.kernel().signatures)
+        tree = {
+            "feature": [0, -2, -2], "threshold": [0.5, 0, 0], "left": [1, -1, -1],
+            "right": [2, -1, -1], "leaf": [False, True, True],
+            "value": [[0.0], [1.0], [2.0]], "outputs": [0],
+        }
+        arrays = native.TreeArrays({"trees": [tree], "base": [0.0], "scale": 1.0, "link": None})
+        raw = arrays.raw(np.array([[0.2, 0.7]], np.float32))[:, 0].tolist()
+        print(warmed, len(native.kernel().signatures), raw)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 1 [1.0, 2.0]"
 
 
 def test_without_numba_trees_score_with_onnxruntime(con, monkeypatch):
@@ -530,31 +540,45 @@ def test_native_walk_adds_every_value_of_wide_leaves():
         "value": [[0.0, 0.0], [1.0, -1.0], [0.0, 0.0], [2.0, -2.0], [3.0, -3.0]],
         "outputs": [0, 1],
     }
+    # A second tree on outputs 1 and 2, splitting on x1 only: (10, 20) or (30, 40).
+    second = {
+        "feature": [1, -2, -2], "threshold": [0.5, 0, 0], "left": [1, -1, -1],
+        "right": [2, -1, -1], "leaf": [False, True, True],
+        "value": [[0.0, 0.0], [10.0, 20.0], [30.0, 40.0]], "outputs": [1, 2],
+    }  # fmt: skip
     arrays = TreeArrays(
-        {"trees": [tree, tree], "base": [0.0, 1.0], "scale": 0.5, "link": None,
+        {"trees": [tree, second], "base": [0.0, 1.0, 2.0], "scale": 0.5, "link": None,
          "float32_thresholds": "nearest"}
     )  # fmt: skip
     assert (arrays.depth, arrays.width) == (2, 2)
     x = np.random.default_rng(3).random((13, 2)).astype(np.float32)
-    expected = [1.0 if a <= 0.5 else 2.0 if b <= 0.25 else 3.0 for a, b in x]
+    first = [1.0 if a <= 0.5 else 2.0 if b <= 0.25 else 3.0 for a, b in x]
+    low = [b <= 0.5 for _, b in x]
+    assert 0 < sum(low) < 13
     raw = arrays.raw(x.T)
-    assert raw.shape == (13, 2)
-    assert raw[:, 0].tolist() == expected
-    assert raw[:, 1].tolist() == [1.0 - e for e in expected]
+    assert raw.shape == (13, 3)
+    assert raw[:, 0].tolist() == [0.5 * f for f in first]
+    assert raw[:, 1].tolist() == [
+        1.0 + 0.5 * (-f + (10.0 if lo else 30.0)) for f, lo in zip(first, low, strict=True)
+    ]
+    assert raw[:, 2].tolist() == [2.0 + 0.5 * (20.0 if lo else 40.0) for lo in low]
 
 
 @pytest.mark.parametrize("inference", ["native", "onnx"])
-def test_numeric_labels_come_back_as_the_classes(con, inference):
-    """Integer labels (looked up in NumPy, not pyarrow) are the classes themselves, not
-    their positions: coded 10 / 20 / 30 and -3 / -2 / -1, the same forests as with the
-    species' names (same features, same class order)."""
+def test_integer_and_boolean_labels_come_back_as_the_classes(con, inference):
+    """Integer and boolean labels (looked up in NumPy, not pyarrow) are the classes
+    themselves, not their positions: coded 10 / 20 / 30 and -3 / -2 / -1, the same forests
+    as with the species' names (same features, same class order); a BOOLEAN label as
+    ML.PREDICT gives it (natively, computed in SQL from the raw scores)."""
     con.sql(
         "CREATE TABLE coded AS SELECT *, CASE species WHEN 'Adelie' THEN 10 "
-        "WHEN 'Chinstrap' THEN 20 ELSE 30 END AS code, CAST(code / 10 - 4 AS TINYINT) AS minus "
-        "FROM penguins WHERE species IS NOT NULL"
+        "WHEN 'Chinstrap' THEN 20 ELSE 30 END AS code, CAST(code / 10 - 4 AS TINYINT) AS minus, "
+        "species = 'Gentoo' AS gentoo FROM penguins WHERE species IS NOT NULL"
     )
-    for model, label in (("by_name", "species"), ("by_code", "code"), ("by_minus", "minus")):
-        others = ", ".join(c for c in ("species", "code", "minus") if c != label)
+    labels = ("species", "code", "minus", "gentoo")
+    models = (("by_name", "species"), ("by_code", "code"), ("by_minus", "minus"))
+    for model, label in (*models, ("by_flag", "gentoo")):
+        others = ", ".join(c for c in labels if c != label)
         con.sql(
             f"CREATE MODEL {model} OPTIONS (model_type = 'random_forest_classifier', "
             f"input_label_cols = ['{label}'], num_parallel_tree = 5, max_tree_depth = 8, "
@@ -573,3 +597,9 @@ def test_numeric_labels_come_back_as_the_classes(con, inference):
     assert [r[1] for r in rows] == [codes[n] for n in names]
     assert [r[2] for r in rows] == [codes[n] // 10 - 4 for n in names]
     assert rows[0][3] == [codes[n] for n in names]
+    flags = con.sql(
+        "SELECT list(by_flag(c)), (SELECT list(predicted_gentoo) FROM "
+        "ML.PREDICT(MODEL by_flag, TABLE coded)) FROM coded c"
+    ).fetchall()[0]
+    assert flags[0] == flags[1]
+    assert set(flags[0]) == {True, False}
