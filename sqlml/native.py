@@ -180,15 +180,21 @@ def warm() -> None:
     threading.Thread(target=_load, name="sqlml-native-warm").start()
 
 
+# A tree that is one leaf: what the warm-up scores, through the same call as every model.
+_ONE_LEAF = {
+    "trees": [
+        {"feature": [-2], "threshold": [0.0], "left": [-1], "right": [-1], "leaf": [True],
+         "value": [[0.0]], "outputs": [0]}
+    ],
+    "base": [0.0], "scale": 1.0, "link": None,
+}  # fmt: skip
+
+
 def _load() -> None:
-    """Import the walk and call it on no rows: numba compiles a function (or reads it from
-    its cache) at its first call, not at its import."""
-    if not available():
-        return
-    nothing, index = np.zeros(0, np.float32), np.zeros(0, np.uintp)
-    zero = np.uintp(0)
-    # The argument types of TreeArrays.raw's call, so that the same machine code is loaded.
-    kernel()(nothing, zero, index, nothing, np.zeros(0), index, zero, zero, np.zeros(0), zero)
+    """Import the walk and score one row with it: numba compiles a function (or reads it
+    from its cache) at its first call, not at its import."""
+    if available():
+        TreeArrays(_ONE_LEAF).raw(np.zeros((0, 1), np.float32))  # no features, one row
 
 
 class NativeRuntime(ModelRuntime):
