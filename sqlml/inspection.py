@@ -204,16 +204,17 @@ def weights_sql(call: Call) -> str:
     return tables.table_sql(columns, [r[1:] for r in rows])
 
 
-def centroids_sql(call: Call) -> str:
-    """Each centroid per feature: numbers on the inputs' own scale (or standardized, with
-    STRUCT(TRUE AS standardize)); categorical features as (category, value) lists."""
-    record = call.record
-    standardize = call.settings.get("standardize", False)
+def _per_feature_rows(
+    record: Any, vectors: list[list[float]], number: Callable[[float, float, float], float]
+) -> list[list[Any]]:
+    """One row per vector (a centroid or a component) and numeric input column, numbers
+    through ``number(value, mean, scale)``; a categorical feature is one row whose
+    (category, value) list holds its one-hot block."""
     rows = []
-    for i, centroid in enumerate(record.metadata["parameters"]["centroids"], start=1):
+    for i, vector in enumerate(vectors, start=1):
         position = 0
         for feature in record.features:
-            block = centroid[position : position + feature.width]
+            block = vector[position : position + feature.width]
             position += feature.width
             if feature.kind == CATEGORICAL:
                 items = [
@@ -225,7 +226,19 @@ def centroids_sql(call: Call) -> str:
             for name, v, (mean, scale) in zip(
                 feature.encoded_names(), block, scaling(feature), strict=True
             ):
-                rows.append([i, name, float(v if standardize else v * scale + mean), None])
+                rows.append([i, name, float(number(v, mean, scale)), None])
+    return rows
+
+
+def centroids_sql(call: Call) -> str:
+    """Each centroid per feature: numbers on the inputs' own scale (or standardized, with
+    STRUCT(TRUE AS standardize)); categorical features as (category, value) lists."""
+    standardize = call.settings.get("standardize", False)
+    rows = _per_feature_rows(
+        call.record,
+        call.record.metadata["parameters"]["centroids"],
+        lambda v, mean, scale: v if standardize else v * scale + mean,
+    )
     columns = [
         ("centroid_id", "BIGINT"),
         ("feature", "VARCHAR"),
@@ -280,22 +293,11 @@ def training_info_sql(call: Call) -> str:
 
 def principal_components_sql(call: Call) -> str:
     """Each component's loading per feature (categorical: per category)."""
-    record = call.record
-    rows = []
-    for i, component in enumerate(record.metadata["parameters"]["components"], start=1):
-        position = 0
-        for feature in record.features:
-            block = component[position : position + feature.width]
-            position += feature.width
-            if feature.kind == CATEGORICAL:
-                items = [
-                    {"category": "NULL" if c is None else c, "value": float(v)}
-                    for c, v in zip(feature.categories, block, strict=True)
-                ]
-                rows.append([i, feature.name, None, items])
-            else:
-                for name, v in zip(feature.encoded_names(), block, strict=True):
-                    rows.append([i, name, float(v), None])
+    rows = _per_feature_rows(
+        call.record,
+        call.record.metadata["parameters"]["components"],
+        lambda v, mean, scale: v,
+    )
     columns = [
         ("principal_component_id", "BIGINT"),
         ("feature", "VARCHAR"),
