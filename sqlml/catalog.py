@@ -14,6 +14,7 @@ leaves plain DuckDB files as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -340,6 +341,21 @@ def _record(row: tuple[Any, ...]) -> ModelRecord:
     return ModelRecord(schema, name, int(version), json.loads(metadata), sha, *trial)
 
 
+ABORTED = -1  # open_transaction's answer for a transaction an error has aborted
+
+
+def open_transaction(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The id of the transaction the caller has open on ``con`` (BEGIN ...), ABORTED for one
+    an error aborted, or None outside one: then each statement has its own id."""
+    query = "SELECT current_transaction_id()"
+    try:
+        first = con.execute(query).fetchall()[0][0]
+        second = con.execute(query).fetchall()[0][0]
+    except duckdb.TransactionException:
+        return ABORTED
+    return first if first == second else None
+
+
 class transaction:
     """BEGIN ... COMMIT, or ROLLBACK on error; joins the caller's transaction if one is open
     (DuckDB has no nested transactions)."""
@@ -350,20 +366,21 @@ class transaction:
 
     def __enter__(self) -> transaction:
         # Look before BEGIN: a failed BEGIN inside the caller's transaction would abort it
-        # (DuckDB invalidates a transaction on any error). Inside one, every statement has
-        # the same transaction id; outside, each has its own.
-        query = "SELECT current_transaction_id()"
-        first = self.con.execute(query).fetchall()[0][0]
-        second = self.con.execute(query).fetchall()[0][0]
-        self.owned = first != second
+        # (DuckDB invalidates a transaction on any error).
+        self.owned = open_transaction(self.con) is None
         if self.owned:
             self.con.execute("BEGIN TRANSACTION")
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if not self.owned:
-            return
         if exc_type is None:
-            self.con.execute("COMMIT")
-        else:
+            if self.owned:
+                self.con.execute("COMMIT")
+        elif self.owned:
             self.con.execute("ROLLBACK")
+        else:
+            # Our part of the caller's transaction cannot be undone alone (DuckDB has no
+            # savepoints): fail the transaction, as an error in any of its statements would,
+            # so that its COMMIT rolls back instead of storing half a model.
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("SELECT error('sqlml: a statement failed in this transaction')")

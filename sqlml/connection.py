@@ -13,7 +13,7 @@ import duckdb
 from sqlglot import exp
 
 from sqlml import statements
-from sqlml.catalog import Catalog, ModelRecord
+from sqlml.catalog import Catalog, ModelRecord, open_transaction
 from sqlml.console import (
     Console,
     SilentConsole,
@@ -100,6 +100,8 @@ class Connection:
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Run SQL; for a query, return DuckDB's relation (``.df()``, ``.fetchall()``, ...)."""
+        if self.functions.pending:
+            self.functions.settle(self.catalog.current)
         if not may_contain_ml(query):
             return self.duckdb.sql(query, params=params)
         script = split_statements(query)
@@ -114,6 +116,8 @@ class Connection:
         self, query: str, parameters: Sequence[Any] | dict[str, Any] | None = None
     ) -> Connection:
         """Run SQL and keep its result for ``fetchall()``, ``fetchone()``, ``df()``, ..."""
+        if self.functions.pending:
+            self.functions.settle(self.catalog.current)
         self._empty_result = False
         if not may_contain_ml(query):
             self.duckdb.execute(query, parameters)
@@ -167,6 +171,10 @@ class Connection:
         # A UDF dies with the connection that registered it, yet other connections to the
         # same database may call it: remove ours first, and let them register their own.
         with contextlib.suppress(duckdb.Error):  # a DuckDB connection closed already
+            if self._owned and open_transaction(self.duckdb) is not None:
+                # What closing does anyway, first: UDFs removed inside an open transaction
+                # would come back to the catalog at its rollback, without their functions.
+                self.duckdb.execute("ROLLBACK")
             created = self.functions.unregister_all()
             for other in list(_OPEN):
                 other.functions.adopt(created)

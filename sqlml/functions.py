@@ -20,12 +20,14 @@ import hashlib
 import inspect
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
 from sqlml import compiler, families
-from sqlml.catalog import ModelRecord, quote
-from sqlml.errors import NameConflict
+from sqlml.catalog import ABORTED, ModelRecord, open_transaction, quote
+from sqlml.errors import CatalogError, NameConflict
 from sqlml.families import ANOMALY_DETECTION, CLASSIFICATION, DIMENSIONALITY_REDUCTION, IMPORTED
 from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, type_id
 from sqlml.runtime import ModelRuntime, output_columns, runtime_for
@@ -128,17 +130,46 @@ def compiled(record: ModelRecord) -> compiler.CompiledModel:
     return compiler.compile_record(record, families.get(record.model_type))
 
 
+@dataclass
+class _Changes:
+    """Models changed inside the caller's transaction, settled once it ends."""
+
+    transaction: int
+    # (schema, name) -> the generation variable's value before the transaction changed it
+    previous: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    # (schema, name) -> the generation of its version the transaction made current (None:
+    # dropped), which is in the catalog afterwards only if the transaction committed
+    made: dict[tuple[str, str], int | None] = field(default_factory=dict)
+
+
 class FunctionRegistry:
-    """The UDFs registered on one DuckDB connection, and the macros in its database."""
+    """The UDFs registered on one DuckDB connection, and the macros in its database.
+
+    DuckDB's Python UDFs do not roll back with the transaction that registered or removed
+    them: a UDF registered inside one is gone after ROLLBACK although the connection still
+    holds its Python function, and one removed inside one comes back to the catalog after
+    ROLLBACK without the Python function (DuckDB would call freed memory). So a UDF is
+    registered on a cursor of our own, outside any transaction, unless the caller's
+    transaction is open (it would not see it); and none is removed while the caller's
+    transaction is open: which versions stay is settled once it has ended.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, load: Callable[[ModelRecord], bytes]):
         self.con = con
         self._load = load
         self.runtimes: dict[str, ModelRuntime] = {}  # by UDF name
-        self._created: set[str] = set()  # the UDFs this registry put on the database
+        # The UDFs this registry put on the database, and the connection each is on.
+        self._created: dict[str, duckdb.DuckDBPyConnection] = {}
         # Versions another connection to the same database had registered: DuckDB keeps
         # Python UDFs per database, and each lives only as long as the connection that made it.
         self._borrowed: set[str] = set()
+        self._owner: duckdb.DuckDBPyConnection | None = None
+        # Registered in a transaction that rolled back: the connection still holds the name.
+        self._stuck: set[str] = set()
+        # Every Python function handed to DuckDB: a transaction that began before a UDF was
+        # removed may still call it, so it must never be freed before the registry is.
+        self._handed: list[Callable[..., object]] = []
+        self._changes: _Changes | None = None
 
     def runtime(self, record: ModelRecord) -> ModelRuntime:
         """The onnxruntime scorer of a version (ML.EVALUATE and parity use it too)."""
@@ -163,15 +194,14 @@ class FunctionRegistry:
         if inference(record) == SQL or name in self._created or name in self._borrowed:
             return
         scorer = self.runtime(record)
-        params = udf_parameter_types(record)
-        functions: list[tuple[str, Callable[..., object], str]] = [
-            (name, lambda *columns: scorer(*columns), result_type(record))
+        bodies: list[tuple[str, Callable[[Any, tuple[Any, ...]], object], str]] = [
+            (name, lambda r, columns: r(*columns), result_type(record))
         ]
         for i, (_, sql_type) in enumerate(function_outputs(record)):
-            functions.append(
+            bodies.append(
                 (
                     f"{name}_{i}",
-                    lambda *columns, i=i: scorer.function_array(scorer.run(columns), i),
+                    lambda r, columns, i=i: r.function_array(r.run(columns), i),
                     sql_type,
                 )
             )
@@ -179,17 +209,55 @@ class FunctionRegistry:
             from sqlml.native import NativeRuntime
 
             assert isinstance(scorer, NativeRuntime)
-            functions.append((f"{name}_raw", scorer.raw_array, _raw_type(record)))
-        made = [self._create_function(n, body, params, returns) for n, body, returns in functions]
-        (self._created if made[0] else self._borrowed).add(name)
+            bodies.append(
+                (f"{name}_raw", lambda r, columns: r.raw_array(*columns), _raw_type(record))
+            )
+        inside = open_transaction(self.con) is not None
+        if inside and name in self._stuck:
+            raise CatalogError(
+                f"Model {record.qualified}: this connection registered its version "
+                f"{record.version} in a transaction that was rolled back, and DuckDB cannot "
+                "register it again on the same connection. Run the statement outside a "
+                "transaction, or reconnect"
+            )
+        target = self.con if inside else self._owner_connection()
+        params = udf_parameter_types(record)
+        made = [
+            self._create_function(target, udf, name, body, params, returns)
+            for udf, body, returns in bodies
+        ]
+        if made[0]:
+            self._created[name] = target
+        else:
+            self._borrowed.add(name)
+
+    def _owner_connection(self) -> duckdb.DuckDBPyConnection:
+        if self._owner is None:
+            self._owner = self.con.cursor()
+        return self._owner
 
     def _create_function(
-        self, name: str, body: Callable[..., object], params: list[str], returns: str
+        self,
+        target: duckdb.DuckDBPyConnection,
+        udf: str,
+        version: str,
+        body: Callable[[Any, tuple[Any, ...]], object],
+        params: list[str],
+        returns: str,
     ) -> bool:
-        """Register one UDF; False when another connection to this database already has."""
+        """Register one UDF of ``version``; False when another connection to this database
+        already has."""
+        runtimes = self.runtimes
 
         def score(*columns: object) -> object:
-            return body(*columns)
+            # Looked up per call, so that a removed version's scorer is freed.
+            runtime = runtimes.get(version)
+            if runtime is None:
+                raise CatalogError(
+                    f"{udf}: this version of the model was replaced or dropped; "
+                    "run the statement again"
+                )
+            return body(runtime, columns)
 
         # DuckDB counts the Python function's parameters; give it one per feature.
         score.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -199,8 +267,8 @@ class FunctionRegistry:
             ]
         )
         try:
-            self.con.create_function(
-                name,
+            target.create_function(
+                udf,
                 score,
                 params,
                 returns,
@@ -212,19 +280,36 @@ class FunctionRegistry:
             if "already" not in str(e):
                 raise
             return False  # the same (immutable) version, from another connection
+        self._handed.append(score)
         return True
 
     def unregister(self, name: str) -> None:
+        """Remove a version's UDFs: at once outside the caller's transaction; inside one,
+        once it has ended (see settle)."""
+        runtime = self.runtimes.get(name)
+        transaction = open_transaction(self.con)
+        if transaction is None:
+            self._remove(name)
+        elif runtime is not None:
+            self._note(runtime.record.schema, runtime.record.name, transaction)
+
+    def _remove(self, name: str) -> None:
         runtime = self.runtimes.pop(name, None)
         self._borrowed.discard(name)
-        if name in self._created:
-            self._created.discard(name)
-            outputs = len(function_outputs(runtime.record)) if runtime else 0
-            functions = [name] + [f"{name}_{i}" for i in range(outputs)]
-            if runtime is not None and inference(runtime.record) == NATIVE:
-                functions.append(f"{name}_raw")
-            for function in functions:
-                self.con.remove_function(function)
+        home = self._created.pop(name, None)
+        if home is None:
+            return
+        outputs = len(function_outputs(runtime.record)) if runtime else 0
+        functions = [name] + [f"{name}_{i}" for i in range(outputs)]
+        if runtime is not None and inference(runtime.record) == NATIVE:
+            functions.append(f"{name}_raw")
+        for function in functions:
+            try:
+                home.remove_function(function)
+            except duckdb.CatalogException:
+                # Registered in a transaction that rolled back: DuckDB's catalog lost it,
+                # the connection still holds the name.
+                self._stuck.add(name)
 
     def unregister_model(self, schema: str, name: str, keep: ModelRecord | None = None) -> None:
         """Every registered version of one model (after DROP), or every one but ``keep``
@@ -236,11 +321,64 @@ class FunctionRegistry:
             if keep is None or record.version != keep.version:
                 self.unregister(udf)
 
+    @property
+    def pending(self) -> bool:
+        """Whether models changed in a transaction that may have ended since (see settle)."""
+        return self._changes is not None
+
+    def changed(self, schema: str, name: str, record: ModelRecord | None, generation: int) -> None:
+        """A model was stored (``record``) or dropped (None): statements prepared before
+        must fail (see create_macros), and the versions it replaced go: at once once its
+        transaction has committed, else once the caller's transaction has ended (settle)."""
+        transaction = open_transaction(self.con)
+        if transaction is not None:
+            self._note(schema, name, transaction)
+            assert self._changes is not None
+            made = None if record is None else int(record.metadata["generation"])
+            self._changes.made[(schema.lower(), name.lower())] = made
+        set_generation(self.con, schema, name, generation)
+        if transaction is None:
+            self.unregister_model(schema, name, keep=record)
+
+    def _note(self, schema: str, name: str, transaction: int) -> None:
+        """Remember a model the caller's open transaction changes, and its generation
+        variable as it was before."""
+        if self._changes is None:
+            self._changes = _Changes(transaction)
+        key = (schema.lower(), name.lower())
+        if key not in self._changes.previous:
+            # An aborted transaction reads nothing; a model is only changed in a live one.
+            self._changes.previous[key] = (
+                None
+                if transaction == ABORTED
+                else self.con.execute(
+                    "SELECT getvariable(?)", [generation_variable(schema, name)]
+                ).fetchall()[0][0]
+            )
+
+    def settle(self, current: Callable[[str, str], ModelRecord | None]) -> None:
+        """Once the transaction that changed models has ended: keep only the UDFs of the
+        versions now current; where it rolled back, the generations go back too."""
+        changes = self._changes
+        if changes is None or open_transaction(self.con) in (changes.transaction, ABORTED):
+            return
+        self._changes = None
+        for (schema, name), previous in changes.previous.items():
+            record = current(schema, name)
+            now = None if record is None else int(record.metadata["generation"])
+            if (schema, name) in changes.made and changes.made[(schema, name)] != now:
+                set_generation(self.con, schema, name, previous or 0)  # rolled back
+            self.unregister_model(schema, name, keep=record)
+
     def unregister_all(self) -> list[str]:
         """Remove every UDF; the names of those this registry had created."""
         created = sorted(self._created)
+        self._changes = None
         for name in list(self.runtimes):
-            self.unregister(name)
+            self._remove(name)
+        if self._owner is not None:
+            self._owner.close()
+            self._owner = None
         return created
 
     def adopt(self, names: list[str]) -> None:

@@ -31,7 +31,7 @@ from sqlml.errors import (
     SchemaNotFound,
 )
 from sqlml.families import CLUSTERING, KEY_METRICS
-from sqlml.functions import function_names, set_generation, udf_name
+from sqlml.functions import function_names, udf_name
 from sqlml.metrics import METRICS
 from sqlml.options import jsonable_options, literal_value
 from sqlml.parser import CreateModel, DescribeModel, DropModel, ExportModel, Statement
@@ -277,11 +277,11 @@ def _store(
         except BaseException:
             connection.functions.unregister(udf_name(record))
             raise
-        set_generation(con, record.schema, record.name, record.metadata["generation"])
-        if existing is not None:
-            # Callers switch to the new version through the macros; nothing may keep
-            # scoring with an old one.
-            connection.functions.unregister_model(record.schema, record.name, keep=record)
+        # Callers switch to the new version through the macros; nothing may keep scoring
+        # with an old one.
+        connection.functions.changed(
+            record.schema, record.name, record, record.metadata["generation"]
+        )
 
 
 def _choose_inference(
@@ -436,8 +436,7 @@ def drop_model(connection: Connection, statement: Statement) -> None:
             connection.functions.drop_macros(record.schema, record.name, record.task)
     except duckdb.Error as e:
         raise CatalogError(f"Dropping model {record.qualified} failed: {e}") from e
-    connection.functions.unregister_model(record.schema, record.name)
-    set_generation(connection.duckdb, record.schema, record.name, time.time_ns() // 1000)
+    connection.functions.changed(record.schema, record.name, None, time.time_ns() // 1000)
 
 
 def describe_model_sql(connection: Connection, statement: Statement) -> str:

@@ -201,10 +201,17 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     )
 
 
+# scikit-learn's MLP catches Ctrl-C, warns this and returns the half-trained network.
+_INTERRUPTED = "Training interrupted by user."
+
+
 def warning_texts(recorded: list[warnings.WarningMessage]) -> list[str]:
-    """Distinct warnings, as "Category: message"."""
+    """Distinct warnings, as "Category: message"; KeyboardInterrupt where an estimator
+    swallowed one, so that a half-trained model is never stored."""
     texts: list[str] = []
     for warning in recorded:
+        if str(warning.message) == _INTERRUPTED:
+            raise KeyboardInterrupt
         text = f"{warning.category.__name__}: {warning.message}"
         if text not in texts:
             texts.append(text)

@@ -233,3 +233,124 @@ def test_read_only_database_predicts(db_path):
             con.sql(
                 MASS.format(replace="", features="flipper_length_mm").replace("mass\n", "mass2\n")
             )
+
+
+# -- the caller's transactions -----------------------------------------------------------------
+
+KIND = """CREATE {replace} MODEL kind
+          OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'],
+                   max_iterations = {rounds})
+          AS SELECT species, bill_length_mm, body_mass_g FROM penguins"""
+# A model scored from Python (native trees) and one in SQL (linear): its statements to
+# create and to replace it, ML.PREDICT, its functions over the table and over constants (a
+# prepared statement that reads no table is not bound again when the macro changes).
+SCORED = {
+    "kind": (
+        KIND.format(replace="", rounds=5),
+        KIND.format(replace="OR REPLACE", rounds=9),
+        "SELECT predicted_species, predicted_species_probs FROM ML.PREDICT(MODEL kind, "
+        "TABLE penguins) ORDER BY ALL",
+        "SELECT kind(p), kind_probs(p) FROM penguins p ORDER BY ALL",
+        "SELECT kind(45.0, 4000.0)",
+    ),
+    "mass": (
+        MASS.format(replace="", features="flipper_length_mm"),
+        MASS.format(replace="OR REPLACE", features="flipper_length_mm")
+        + " WHERE island = 'Biscoe'",
+        "SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL mass, TABLE penguins) ORDER BY 1",
+        "SELECT mass(p) FROM penguins p ORDER BY 1",
+        "SELECT mass(200.0)",
+    ),
+}
+
+
+def _litter() -> None:
+    """Reuse freed memory: a UDF left without its Python function would call one of these."""
+    import gc
+
+    litter = [lambda *a: 1 for _ in range(20_000)]
+    gc.collect()
+    del litter
+
+
+@pytest.mark.parametrize("change", ["drop", "replace"])
+@pytest.mark.parametrize("model", sorted(SCORED))
+def test_a_rolled_back_drop_or_replace_changes_nothing(con, model, change):
+    """DuckDB's Python UDFs do not roll back: removed in the transaction, one would come back
+    without its function; registered in it, the connection would keep its name."""
+    create, replace, predict, function, constant = SCORED[model]
+    con.sql(create)
+    raw = con.duckdb
+    raw.execute(f"PREPARE before AS {constant}")
+    expected = con.sql(predict).fetchall(), con.sql(function).fetchall()
+    expected_constant = con.sql(constant).fetchall()
+    state = snapshot(con)
+
+    con.sql("BEGIN")
+    con.sql(f"DROP MODEL {model}" if change == "drop" else replace)
+    if change == "drop":
+        with pytest.raises(sqlml.ModelNotFound):
+            con.sql(predict)
+    else:
+        assert con.sql(predict).fetchall() != expected[0]
+    con.sql("ROLLBACK")
+    _litter()
+
+    assert (con.sql(predict).fetchall(), con.sql(function).fetchall()) == expected
+    assert raw.execute("EXECUTE before").fetchall() == expected_constant
+    assert snapshot(con) == state
+
+
+@pytest.mark.parametrize("model", sorted(SCORED))
+def test_a_replace_committed_in_a_transaction_retires_the_old_version(con, model):
+    create, replace, predict, _, constant = SCORED[model]
+    con.sql(create)
+    raw = con.duckdb
+    raw.execute(f"PREPARE before AS {constant}")
+    old, old_constant = con.sql(predict).fetchall(), con.sql(constant).fetchall()
+    con.sql("BEGIN")
+    con.sql(replace)
+    con.sql("COMMIT")
+    new = con.sql(predict).fetchall()
+    assert new != old
+    # Never the old version's answer: DuckDB binds the statement again, or the guard fails it.
+    try:
+        answer = raw.execute("EXECUTE before").fetchall()
+    except duckdb.InvalidInputException as e:
+        assert "replaced or dropped after this statement was prepared" in str(e)
+    else:
+        assert answer == con.sql(constant).fetchall() != old_constant
+    udfs = con.sql(
+        f"""SELECT DISTINCT regexp_extract(function_name, '_v(\\d+)_', 1) FROM duckdb_functions()
+            WHERE function_name LIKE '\\_\\_sqlml\\_main\\_{model}\\_%' ESCAPE '\\'"""
+    ).fetchall()
+    assert udfs == ([("2",)] if model == "kind" else [])  # the linear model is SQL
+
+
+def test_a_model_created_in_a_rolled_back_transaction_can_be_created_again(con):
+    state = snapshot(con)
+    con.sql("BEGIN")
+    con.sql(KIND.format(replace="", rounds=5))
+    con.sql("ROLLBACK")
+    con.sql("SELECT 1")  # the first statement after the transaction settles the UDFs
+    assert snapshot(con) == state
+
+    # The same rows and seed make the same version, with the same UDF names.
+    con.sql(KIND.format(replace="", rounds=5))
+    scored = con.sql(SCORED["kind"][2]).fetchall()
+    assert scored == con.sql(SCORED["kind"][3]).fetchall()
+    assert len(scored) == 344
+
+    # On the connection that rolled it back, DuckDB cannot register that name again inside
+    # a transaction: a clear error, and nothing changed.
+    con.sql("DROP MODEL kind")
+    state = snapshot(con)
+    con.sql("BEGIN")
+    with pytest.raises(
+        sqlml.CatalogError,
+        match=r"^Model main\.kind: this connection registered its version 1 in a transaction "
+        r"that was rolled back, .* Run the statement outside a transaction, or reconnect$",
+    ):
+        con.sql(KIND.format(replace="", rounds=5))
+    con.sql("ROLLBACK")
+    assert snapshot(con) == state

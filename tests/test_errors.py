@@ -303,3 +303,52 @@ def test_error_hierarchy():
     assert issubclass(sqlml.ColumnNotFound, LookupError)
     for name in sqlml.errors.__all__:
         assert issubclass(getattr(sqlml, name), sqlml.Error)
+
+
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+def test_failure_in_the_callers_transaction_cannot_be_committed(con, monkeypatch, end):
+    """sqlml cannot undo its own writes alone in the caller's transaction (DuckDB has no
+    savepoints): it fails the transaction, so that COMMIT cannot store half a model."""
+    con.sql(CREATE_MASS.replace("['body_mass_g']", "['body_mass_g'], inference = 'onnx'"))
+    expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
+    before = snapshot(con)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Python's own, which does not fail DuckDB's transaction
+
+    monkeypatch.setattr(con.functions, "create_macros", interrupted)
+    con.sql("BEGIN")
+    with pytest.raises(KeyboardInterrupt):
+        con.sql(CREATE_MASS.replace("CREATE MODEL", "CREATE OR REPLACE MODEL"))
+    monkeypatch.undo()
+    con.sql(end)  # DuckDB ends a failed transaction with a rollback either way
+    assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
+    assert snapshot(con) == before
+
+
+def test_ctrl_c_while_a_neural_network_trains_stores_nothing(con, monkeypatch):
+    """scikit-learn's MLP catches KeyboardInterrupt, warns, and returns the network half
+    trained: sqlml must not store it. The SIGINT is raised in the third epoch."""
+    import signal
+
+    from sklearn.neural_network import MLPClassifier
+
+    epochs = []
+    update = MLPClassifier._update_no_improvement_count
+
+    def epoch_ends(self, *args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLPClassifier, "_update_no_improvement_count", epoch_ends)
+    before = snapshot(con)
+    with pytest.raises(KeyboardInterrupt):
+        con.sql(
+            "CREATE MODEL net OPTIONS (model_type = 'dnn_classifier', input_label_cols = "
+            "['species'], max_iterations = 50) AS SELECT species, bill_length_mm, body_mass_g "
+            "FROM penguins"
+        )
+    assert len(epochs) == 3  # the fit stopped there
+    assert snapshot(con) == before

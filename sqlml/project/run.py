@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from sqlml.catalog import ModelRecord, transaction
+from sqlml.catalog import ModelRecord, open_transaction, transaction
 from sqlml.connection import Connection, connect
 from sqlml.console import Console
 from sqlml.errors import Error, ProjectError
@@ -220,7 +220,7 @@ class _Runner:
         """The chosen nodes in order, then the tests. Whatever a node or test raises fails it
         alone; Ctrl-C interrupts it and skips the rest."""
         duck = self.con.duckdb
-        outer_transaction = _in_transaction(duck)  # the caller's: never ended here
+        outer_transaction = open_transaction(duck) is not None  # the caller's: never ended here
         self.stored = self.state.load()
         if self.selected:
             _check_selection(self.project, self.chosen, self.state.exists)
@@ -246,7 +246,7 @@ class _Runner:
                     self._failed(item, result, e)
                 # Ctrl-C can land in a transaction's __exit__ before its ROLLBACK ran.
                 interrupted = result.status == INTERRUPTED and not outer_transaction
-                if interrupted and _in_transaction(duck):
+                if interrupted and open_transaction(duck) is not None:
                     duck.execute("ROLLBACK")
                 result.seconds = time.perf_counter() - started
                 results.append(result)
@@ -428,16 +428,6 @@ class _Runner:
 
 
 _ROW_COUNT = "__sqlml_row_count"
-
-
-def _in_transaction(duck: duckdb.DuckDBPyConnection) -> bool:
-    """Whether a transaction is open, or aborted (outside one, each statement has its own
-    transaction id)."""
-    query = "SELECT current_transaction_id()"
-    try:
-        return duck.execute(query).fetchall() == duck.execute(query).fetchall()
-    except duckdb.TransactionException:
-        return True
 
 
 def _interruption(error: BaseException) -> bool:
