@@ -27,7 +27,7 @@ from sqlml.errors import CatalogError
 from sqlml.features import Feature
 
 SCHEMA = "sqlml"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 _TRIALS_DDL = f"""CREATE TABLE {SCHEMA}.model_trials (
     schema_name VARCHAR NOT NULL,
@@ -36,7 +36,21 @@ _TRIALS_DDL = f"""CREATE TABLE {SCHEMA}.model_trials (
     trial_id INTEGER NOT NULL,
     onnx_sha256 VARCHAR NOT NULL,
     onnx BLOB NOT NULL,
-    metadata VARCHAR NOT NULL
+    metadata VARCHAR NOT NULL,
+    PRIMARY KEY (schema_name, model_name, version, trial_id)
+)"""
+
+# One row per view whose statement calls ML functions on models (sqlml/views.py): what to
+# create it from again when one of those models changes.
+_VIEWS_DDL = f"""CREATE TABLE {SCHEMA}.views (
+    schema_name VARCHAR NOT NULL,
+    view_name VARCHAR NOT NULL,
+    columns VARCHAR NOT NULL,
+    query VARCHAR NOT NULL,
+    search_schema VARCHAR NOT NULL,
+    models VARCHAR[] NOT NULL,
+    view_sql VARCHAR NOT NULL,
+    PRIMARY KEY (schema_name, view_name)
 )"""
 
 # One row per project node `sqlml build` built: what it was built from (sqlml/project/state.py).
@@ -50,37 +64,74 @@ _BUILD_STATE_DDL = f"""CREATE TABLE {SCHEMA}.build_state (
     built_at TIMESTAMP NOT NULL
 )"""
 
+_VERSIONS_DDL = f"""CREATE TABLE {SCHEMA}.model_versions (
+    schema_name VARCHAR NOT NULL,
+    model_name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    model_type VARCHAR NOT NULL,
+    label VARCHAR,
+    feature_count INTEGER NOT NULL,
+    training_rows BIGINT NOT NULL,
+    key_metric VARCHAR NOT NULL,
+    key_metric_value DOUBLE,
+    created_at TIMESTAMP NOT NULL,
+    onnx_sha256 VARCHAR NOT NULL,
+    onnx BLOB NOT NULL,
+    metadata VARCHAR NOT NULL,
+    PRIMARY KEY (schema_name, model_name, version)
+)"""
+
+_MODELS_DDL = f"""CREATE TABLE {SCHEMA}.models (
+    schema_name VARCHAR NOT NULL,
+    model_name VARCHAR NOT NULL,
+    current_version INTEGER NOT NULL,
+    PRIMARY KEY (schema_name, model_name)
+)"""
+
 _DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
     f"CREATE TABLE {SCHEMA}.catalog_info (key VARCHAR NOT NULL, value VARCHAR NOT NULL)",
-    f"""CREATE TABLE {SCHEMA}.model_versions (
-        schema_name VARCHAR NOT NULL,
-        model_name VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        model_type VARCHAR NOT NULL,
-        label VARCHAR,
-        feature_count INTEGER NOT NULL,
-        training_rows BIGINT NOT NULL,
-        key_metric VARCHAR NOT NULL,
-        key_metric_value DOUBLE,
-        created_at TIMESTAMP NOT NULL,
-        onnx_sha256 VARCHAR NOT NULL,
-        onnx BLOB NOT NULL,
-        metadata VARCHAR NOT NULL
-    )""",
-    f"""CREATE TABLE {SCHEMA}.models (
-        schema_name VARCHAR NOT NULL,
-        model_name VARCHAR NOT NULL,
-        current_version INTEGER NOT NULL
-    )""",
+    _VERSIONS_DDL,
+    _MODELS_DDL,
     _TRIALS_DDL,
     _BUILD_STATE_DDL,
+    _VIEWS_DDL,
 ]
+
+
+def _to_format_4(con: duckdb.DuckDBPyConnection) -> None:
+    """Keys on the model tables, so that two connections storing one model at once cannot
+    both commit (before, both could store the same version), and the views table. The
+    tables are made again with their keys (DuckDB cannot add a key to rows deleted in the
+    same transaction); a file that such a race already hit keeps the latest row of a key."""
+    tables = {
+        "models": (_MODELS_DDL, "schema_name, model_name", "current_version"),
+        "model_versions": (_VERSIONS_DDL, "schema_name, model_name, version", "created_at"),
+        "model_trials": (_TRIALS_DDL, "schema_name, model_name, version, trial_id", "rowid"),
+    }
+    for table, (ddl, key, latest) in tables.items():
+        keyed = con.execute(
+            """SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database()
+               AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'""",
+            [SCHEMA, table],
+        ).fetchall()[0][0]
+        if keyed:  # made by an earlier step of this migration, in the current format
+            continue
+        con.execute(ddl.replace(f"{SCHEMA}.{table} (", f"{SCHEMA}.{table}_keyed (", 1))
+        con.execute(
+            f"""INSERT INTO {SCHEMA}.{table}_keyed SELECT * FROM {SCHEMA}.{table} WHERE rowid IN
+                (SELECT arg_max(rowid, {latest}) FROM {SCHEMA}.{table} GROUP BY {key})"""
+        )
+        con.execute(f"DROP TABLE {SCHEMA}.{table}")
+        con.execute(f"ALTER TABLE {SCHEMA}.{table}_keyed RENAME TO {table}")
+    con.execute(_VIEWS_DDL)
+
 
 # Migrations from format n to n + 1, run in one transaction when an older file is opened.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
     1: lambda con: con.execute(_TRIALS_DDL),  # format 2: hyperparameter tuning's trials
     2: lambda con: con.execute(_BUILD_STATE_DDL),  # format 3: sqlml build's fingerprints
+    3: _to_format_4,  # format 4: keys, and the views that follow their models
 }
 
 

@@ -21,9 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sqlml.catalog import quote
 from sqlml.families import CLASSIFICATION, CLUSTERING
-from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, Feature, type_id
+from sqlml.features import CATEGORICAL, DATE_TYPES, DATETIME, FLOAT32_OVERFLOW, Feature, type_id
+
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 
 # How the raw scores of a classifier become probabilities.
 LOGISTIC_PAIR = "logistic_pair"  # one linear score z: skl2onnx's [sigmoid(-z), sigmoid(z)] / sum
@@ -75,6 +79,30 @@ def raw_numeric_values(feature: Feature, arg: str) -> list[str]:
     if feature.kind == DATETIME:
         return _datetime_parts(feature, arg)
     return [f"CAST({arg} AS DOUBLE)"]
+
+
+def float32_at_most(value: str, threshold: float) -> str:
+    """Whether ``value`` (a DOUBLE, neither NULL nor NaN) rounded to float32 is <= the
+    threshold, as trees split float32 values. Written as one DOUBLE comparison, with no
+    cast: float32(v) <= t exactly when v rounds to at most the largest float32 f <= t, that
+    is when v lies below the midpoint between f and the next float32 (on the midpoint,
+    when rounding half to even picks f). So values beyond float32's range compare as the
+    +-infinity they round to (DuckDB's cast to FLOAT would refuse them)."""
+    if math.isnan(threshold):
+        return "false"
+    if threshold == math.inf:
+        return "true"
+    if threshold < -FLOAT32_MAX:  # only -infinity is below: values that round to it
+        return f"({value} <= {number(-FLOAT32_OVERFLOW)})"
+    if threshold >= FLOAT32_MAX:  # all but +infinity; FLOAT32_MAX is odd, ties round up
+        return f"({value} < {number(FLOAT32_OVERFLOW)})"
+    low = np.float32(threshold)  # the nearest float32; then the largest one <= threshold
+    if float(low) > threshold:  # (compared as doubles: float32 > float compares in float32)
+        low = np.nextafter(low, np.float32(-np.inf))
+    high = np.nextafter(low, np.float32(np.inf))
+    midpoint = (float(low) + float(high)) / 2  # exact in double
+    even = int(np.asarray(low).view(np.uint32)) & 1 == 0
+    return f"({value} {'<=' if even else '<'} {number(midpoint)})"
 
 
 def scaling(feature: Feature) -> list[tuple[float, float]]:

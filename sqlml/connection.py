@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from sqlml import statements
+from sqlml import statements, views
 from sqlml.catalog import Catalog, ModelRecord, open_transaction
 from sqlml.console import (
     Console,
@@ -83,6 +83,7 @@ class Connection:
     ):
         self.duckdb = con
         self._console = console if console is not None else default_console()
+        self._initial_console = self._console  # what RESET sqlml_progress goes back to
         self._progress = True  # SET sqlml_progress
         self._owned = owned
         self._loader: duckdb.DuckDBPyConnection | None = None
@@ -150,11 +151,19 @@ class Connection:
         return [] if self._empty_result else self.duckdb.fetchmany(size)
 
     def df(self) -> Any:
+        if self._empty_result:  # an ML statement with no result: no columns, no rows
+            import pandas as pd
+
+            return pd.DataFrame()
         return self.duckdb.df()
 
     fetchdf = df
 
     def arrow(self) -> Any:
+        if self._empty_result:
+            import pyarrow as pa
+
+            return pa.table({})
         return self.duckdb.to_arrow_table()
 
     @property
@@ -194,7 +203,7 @@ class Connection:
 
     @console.setter
     def console(self, console: Console) -> None:
-        self._console = console
+        self._console = self._initial_console = console
 
     # -- internals ------------------------------------------------------------------------
 
@@ -210,6 +219,7 @@ class Connection:
         value = ast.args.get("expression")
         if value is None:  # RESET: as the connection started
             self._progress = True
+            self._console = self._initial_console
             return
         on = _boolean(value)
         if on is None:
@@ -244,6 +254,10 @@ class Connection:
         if ast is None:
             if statement.is_plain:
                 return statement.text
+            view = views.header(statement.source, statement.lo, statement.hi)
+            if view is not None:
+                views.create(self, statement, view)
+                return None
             return self.expander.expand(statement.source, statement.lo, statement.hi)
         if isinstance(ast, CreateModel):
             statements.create_model(self, statement)

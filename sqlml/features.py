@@ -14,6 +14,7 @@ and the Arrow-to-NumPy feeding in ``runtime``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +50,10 @@ TIMESTAMP_PARTS = (
 
 # How NULL travels in a string tensor (ONNX strings cannot be null).
 NULL_TOKEN = "\x00"
+
+# Doubles from this magnitude on round to infinity as float32 (the largest float32 is
+# 2^128 - 2^104; halfway to 2^128 rounds to even, up).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 
 def type_id(sql_type: Any) -> str:
@@ -162,6 +167,32 @@ def numeric_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def out_of_range(array: pa.Array | pa.ChunkedArray, limit: float = math.inf) -> int:
+    """How many values of a numeric column are infinite, or with a finite ``limit`` at least
+    that large in magnitude (NULL and NaN never are). Only floating-point columns can hold
+    such values; one min/max pass over them, a count only when there are any."""
+    if not pa.types.is_floating(array.type) or len(array) == 0:
+        return 0
+    extremes = pc.min_max(array)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low is None or not (high >= limit or low <= -limit):  # NaN compares False
+        return 0
+    return pc.sum(pc.greater_equal(pc.abs(array), limit)).as_py() or 0
+
+
+def encoded_width(features: list[Feature], table: Any) -> int:
+    """Columns of the model matrix ``features`` encode the rows of ``table`` to (anything
+    with ``column(name)``): before fitting, counting each categorical column's distinct
+    values (NULL included) as the fitted one-hot encoding will."""
+    width = 0
+    for feature in features:
+        if feature.kind == CATEGORICAL:
+            width += len(pc.unique(string_values(table.column(feature.name))))
+        else:
+            width += feature.input_width
+    return width
+
+
 def string_values(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """The values as strings the model sees (booleans as 'true'/'false'), NULL_TOKEN for NULL."""
     return pc.fill_null(pc.cast(array, pa.string()), NULL_TOKEN)
@@ -245,8 +276,10 @@ def matrix(features: list[Feature], table: Any, float32: bool = False) -> np.nda
     for feature in features:
         block = encode(feature, table.column(feature.name))
         if float32:
-            # What the ONNX graph's Cast to float32 makes, so trees see the same values.
-            block = block.astype(np.float32)
+            # What the ONNX graph's Cast to float32 makes, so trees see the same values
+            # (beyond float32's range: +-infinity, as intended).
+            with np.errstate(over="ignore"):
+                block = block.astype(np.float32)
         out[:, position : position + feature.width] = block
         position += feature.width
     return out

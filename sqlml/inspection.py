@@ -20,6 +20,7 @@ from sqlml.compiler import scaling
 from sqlml.errors import ArgumentError
 from sqlml.families import CLASSIFICATION, CLUSTERING, DIMENSIONALITY_REDUCTION, REGRESSION
 from sqlml.features import CATEGORICAL, NULL_TOKEN, Feature, numeric_matrix, string_values
+from sqlml.metrics import log_loss
 
 if TYPE_CHECKING:
     from sqlml.table_functions import Call, Spec
@@ -131,8 +132,7 @@ def _loss(task: str, y: np.ndarray | None, predicted: np.ndarray) -> float | Non
     if task == REGRESSION:
         return float(np.mean((y - np.asarray(predicted).ravel()) ** 2))
     known = y >= 0
-    p = np.asarray(predicted)[known, y[known]]
-    return float(-np.mean(np.log(np.clip(p, 1e-15, 1.0))))
+    return log_loss(y[known], np.asarray(predicted)[known])
 
 
 # -- the functions ----------------------------------------------------------------------------

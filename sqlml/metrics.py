@@ -72,7 +72,7 @@ def classification(y: np.ndarray, predicted: np.ndarray, probabilities: np.ndarr
         "recall": recall,
         "accuracy": float(np.mean(predicted == y)),
         "f1_score": f1,
-        "log_loss": _log_loss(y[known], probabilities[known]) if known.any() else None,
+        "log_loss": log_loss(y[known], probabilities[known]) if known.any() else None,
         "roc_auc": _roc_auc(y[known], probabilities[known]),
     }
 
@@ -107,10 +107,19 @@ def _precision_recall_f1(y: np.ndarray, predicted: np.ndarray, c: int) -> tuple[
     return precision, recall, f1
 
 
-def _log_loss(y: np.ndarray, probabilities: np.ndarray) -> float:
-    eps = np.finfo(np.float64).eps
+# The smallest probability a log loss takes the log of: a saturated model (probabilities
+# of exactly 0 and 1) costs -log(1e-15) ~ 34.5 per row it gets wrong. ML.TRAINING_INFO's
+# losses, the tuning trials (inspection._loss) and streaming's progress clip at the same
+# 1e-15, so they agree with ML.EVALUATE on the same rows.
+LOG_LOSS_CLIP = 1e-15
+
+
+def log_loss(y: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log probability of each row's class (``y``: class indices, every one
+    a column of ``probabilities``); each row's probabilities normalized to sum to 1, then
+    clipped to [LOG_LOSS_CLIP, 1]."""
     p = probabilities / probabilities.sum(axis=1, keepdims=True)
-    chosen = np.clip(p[np.arange(len(y)), y], eps, 1 - eps)
+    chosen = np.clip(p[np.arange(len(y)), y], LOG_LOSS_CLIP, 1.0)
     return float(-np.mean(np.log(chosen)))
 
 

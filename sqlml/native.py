@@ -227,10 +227,14 @@ class NativeRuntime(ModelRuntime):
                 codes = category_codes(column, categories)  # -1: unseen, to the scratch row
                 x[start:stop] = 0.0
                 x[np.where(codes >= 0, start + codes, width), np.arange(rows)] = 1.0
-            elif feature.kind == NUMERIC and feature.scales is None:
-                x[start] = numeric_values(column)
-            else:
-                x[start:stop] = encode(feature, column).T
+                continue
+            # Beyond float32's range a value becomes +-infinity, as in the ONNX graph's
+            # Cast: intended, not worth a warning.
+            with np.errstate(over="ignore"):
+                if feature.kind == NUMERIC and feature.scales is None:
+                    x[start] = numeric_values(column)
+                else:
+                    x[start:stop] = encode(feature, column).T
         np.copyto(x[:width], self._means, where=np.isnan(x[:width]))
         return x[:width]
 

@@ -15,7 +15,15 @@ import duckdb
 
 from sqlml import families
 from sqlml.catalog import quote
-from sqlml.errors import ColumnNotFound, DataError, OptionError, QueryError, UnsupportedType
+from sqlml.errors import (
+    CatalogError,
+    ColumnNotFound,
+    DataError,
+    OptionError,
+    ParseError,
+    QueryError,
+    UnsupportedType,
+)
 from sqlml.families import CLASSIFICATION, IMPORTED, REGRESSION, Family
 from sqlml.features import (
     CATEGORICAL_TYPES,
@@ -96,6 +104,7 @@ def plan(
     schema = table.db or con.execute("SELECT current_schema()").fetchall()[0][0]
     name = table.name
     qualified = f"{schema}.{name}"
+    _check_writable(con, qualified)
 
     given: dict[str, Any] = {}
     for option in statement.args.get("options") or []:
@@ -144,12 +153,14 @@ def plan(
     raw = statement.args.get("query")
     if family.task == IMPORTED:
         return _plan_import(statement, schema, name, family, options, given)
-    if raw is None:
-        raise QueryError(
+    if raw is None:  # the parser already refuses this; kept for syntax trees built by hand
+        raise ParseError(
             f"CREATE MODEL {qualified} needs its training data: add AS <query> after OPTIONS"
         )
     query = expand(raw)
-    columns = describe_query(con, query, f"The training query of model {qualified}")
+    # On the line where it stands in the script, so that DuckDB's "LINE n" is the script's.
+    placed = "\n" * source.sql.count("\n", 0, raw.args["start"]) + query
+    columns = describe_query(con, placed, f"The training query of model {qualified}")
     _check_unique(columns, qualified)
 
     split_column = _split_column(options, columns, qualified)
@@ -216,6 +227,21 @@ def plan(
         transform=transform_meta,
         split_column=split_column.name if split_column else None,
     )
+
+
+def _check_writable(con: duckdb.DuckDBPyConnection, qualified: str) -> None:
+    """A model is stored in the current database: refuse a read-only one before anything
+    is read or trained."""
+    [(database, read_only)] = con.execute(
+        "SELECT database_name, readonly FROM duckdb_databases() "
+        "WHERE database_name = current_database()"
+    ).fetchall()
+    if read_only:
+        raise CatalogError(
+            f"Cannot create model {qualified}: database {database} is open read-only, and a "
+            "model is stored in it. Open it with read_only=False (sqlml.connect(path)) to "
+            "train models; a read-only connection can still score them"
+        )
 
 
 def _plan_import(

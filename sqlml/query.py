@@ -16,7 +16,7 @@ import duckdb
 from sqlglot import exp
 
 from sqlml.catalog import SCHEMA, Catalog, ModelRecord, quote
-from sqlml.errors import ColumnNotFound, ModelNotFound, QueryError, UnsupportedType
+from sqlml.errors import ArgumentError, ColumnNotFound, ModelNotFound, QueryError, UnsupportedType
 from sqlml.features import kind_of
 from sqlml.parser import MLPreprocess, RawSQL, Source, find_ml_spans, parse_ml_call, placeholders
 from sqlml.planner import Column, describe_query
@@ -52,6 +52,7 @@ class QueryExpander:
         self.catalog = catalog
         self.functions = functions
         self.current_schema = current_schema
+        self._reading: set[str] | None = None  # see expand_reading_models
 
     # -- text --------------------------------------------------------------------------
 
@@ -77,6 +78,14 @@ class QueryExpander:
             position = source.tokens[span.hi - 1].end + 1
         out.append(source.sql[position : source.tokens[hi - 1].end + 1])
         return "".join(out)
+
+    def expand_reading_models(self, source: Source, lo: int, hi: int) -> tuple[str, list[str]]:
+        """expand(), and the models its ML calls read ("schema.name", lower case)."""
+        self._reading = set()
+        try:
+            return self.expand(source, lo, hi), sorted(self._reading)
+        finally:
+            self._reading = None
 
     def expand_raw(self, source: Source, raw: RawSQL) -> str:
         lo = source.index_at(raw.args["start"])
@@ -107,6 +116,8 @@ class QueryExpander:
             known = [r.qualified for r in self.catalog.all_current()]
             listing = f"Models here: {', '.join(known)}" if known else "There are no models yet"
             raise ModelNotFound(f"Model {schema}.{table.name} does not exist. {listing}")
+        if self._reading is not None:
+            self._reading.add(record.qualified.lower())
         return record
 
     def input_columns(self, record: ModelRecord, data: str, function: str) -> list[Column]:
@@ -115,6 +126,13 @@ class QueryExpander:
         columns = describe_query(
             self.con, data, f"The input of {function}(MODEL {record.qualified})"
         )
+        reserved = [c.name for c in columns if c.name.lower().startswith("__sqlml_")]
+        if reserved:
+            raise ArgumentError(
+                f"{function}(MODEL {record.qualified}): the input's column {reserved[0]} has "
+                "a name sqlml keeps for its own columns (__sqlml_...); rename it, e.g. "
+                f"SELECT * RENAME ({quote(reserved[0])} AS other_name)"
+            )
         by_name = {c.name.lower(): c for c in columns}
         inputs = record.inputs
         missing = [name for name, _ in inputs if name.lower() not in by_name]
@@ -128,7 +146,9 @@ class QueryExpander:
         for name, sql_type in inputs:
             column = by_name[name.lower()]
             expected = kind_of(sql_type)
-            if expected is not None and kind_of(column.sql_type) != expected:
+            # "NULL": an untyped NULL or a parameter, which DuckDB casts where it is used.
+            untyped = column.sql_type.strip('"') == "NULL"
+            if expected is not None and not untyped and kind_of(column.sql_type) != expected:
                 raise UnsupportedType(
                     f"{function}: column {column.name} is {column.sql_type}, but model "
                     f"{record.qualified} was trained on it as {sql_type}. Cast it, "

@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from sqlml import views
 from sqlml.catalog import FORMAT_VERSION, ModelRecord, quote, transaction
 from sqlml.errors import (
     CatalogError,
@@ -271,6 +272,7 @@ def _store(
                 for trial_record, trial_bytes in trials:
                     connection.catalog.add_trial(trial_record, trial_bytes)
                 connection.functions.create_macros(record)
+                views.follow(connection, record.schema, record.name)
         except duckdb.Error as e:
             connection.functions.unregister(udf_name(record))
             raise CatalogError(f"Storing model {record.qualified} failed: {e}") from e
@@ -434,6 +436,7 @@ def drop_model(connection: Connection, statement: Statement) -> None:
         with transaction(connection.duckdb):
             connection.catalog.drop(record.schema, record.name)
             connection.functions.drop_macros(record.schema, record.name, record.task)
+            views.follow(connection, record.schema, record.name)
     except duckdb.Error as e:
         raise CatalogError(f"Dropping model {record.qualified} failed: {e}") from e
     connection.functions.changed(record.schema, record.name, None, time.time_ns() // 1000)

@@ -38,10 +38,10 @@ from sqlml.catalog import quote
 from sqlml.console import Console
 from sqlml.errors import DataError, QueryError
 from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
-from sqlml.features import CATEGORICAL, NULL_TOKEN, Feature, numeric_values
+from sqlml.features import CATEGORICAL, NULL_TOKEN, NUMERIC, Feature, numeric_values
 from sqlml.planner import TrainingPlan
 from sqlml.preprocessing import FeaturePreprocessor
-from sqlml.trainer import TrainedModel, baseline_loss, held_out
+from sqlml.trainer import TrainedModel, baseline_loss, held_out, infinite_values
 
 SAMPLE_ROWS = 100_000
 _HASH_RANGE = 1_000_000
@@ -66,6 +66,14 @@ def train_streaming(
     with console.phase("computing statistics"):
         rows_read = _scalar(con, f"SELECT count(*) FROM ({plan.query})", plan)
         rows = _scalar(con, f"SELECT count(*) FROM ({labelled})", plan)
+        if label and family.task == REGRESSION:
+            infinite = _scalar(
+                con,
+                f"SELECT count(*) FROM ({labelled}) WHERE isinf(CAST({quote(label)} AS DOUBLE))",
+                plan,
+            )
+            if infinite:
+                raise infinite_values(plan, label, infinite, rows)
         if rows == 0:
             raise DataError(
                 f"The training query of model {plan.qualified} returned no rows with a label"
@@ -193,7 +201,11 @@ def _fitted_features(
                 for v in compiler.raw_numeric_values(feature, column)
             ]
             aggregates = ", ".join(f"avg({c}), var_pop({c}), count({c})" for c in clean)
+            if feature.kind == NUMERIC:
+                aggregates += f", count(*) FILTER (isinf(CAST({column} AS DOUBLE)))"
             stats = _query(con, f"SELECT {aggregates} FROM ({labelled})", plan)[0]
+            if feature.kind == NUMERIC and stats[-1]:
+                raise infinite_values(plan, feature.name, stats[-1], rows)
             means, scales = [], []
             for i in range(len(clean)):
                 mean, variance, count = stats[3 * i : 3 * i + 3]

@@ -194,7 +194,17 @@ def _settings(params: exp.Expr | None, function: str) -> dict[str, Any]:
                 f"{function}: name each setting, as in STRUCT(0.5 AS threshold); "
                 f"got {item.sql(dialect='duckdb')}"
             )
-        settings[key.lower()] = _value(value, function)
+        key = key.lower()
+        if key in settings:
+            raise ArgumentError(
+                f"{function}: setting {key} is given twice in STRUCT(...); give it once"
+            )
+        settings[key] = _value(value, function)
+        if settings[key] is None:
+            raise ArgumentError(
+                f"{function}: setting {key} is NULL; give it a value, or leave it out of "
+                "STRUCT(...) for its default"
+            )
     return settings
 
 
@@ -389,7 +399,11 @@ def confusion_matrix(call: Call) -> str:
 
 
 def _class_column(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    """A class's column: its label as text ("_" for the empty string, which DuckDB cannot
+    name a column)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) or "_"
 
 
 def roc_curve(call: Call) -> str:

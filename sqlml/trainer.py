@@ -7,7 +7,9 @@ is trained: it imports scikit-learn.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 import time
 import warnings
 from contextlib import nullcontext
@@ -23,7 +25,14 @@ from sklearn.pipeline import Pipeline
 from sqlml.console import Console
 from sqlml.errors import DataError, Error, OptionError, QueryError, TrainingError
 from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
-from sqlml.features import Feature, numeric_values
+from sqlml.features import (
+    FLOAT32_OVERFLOW,
+    NUMERIC,
+    Feature,
+    encoded_width,
+    numeric_values,
+    out_of_range,
+)
 from sqlml.planner import TrainingPlan
 from sqlml.preprocessing import FeaturePreprocessor, RowSelection
 
@@ -107,6 +116,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
             data = data.filter(keep)
         label = data.column(plan.label["name"])
         y = numeric_values(label) if family.task == REGRESSION else None
+    check_finite(plan, data)
 
     train_rows, eval_rows, test_rows = split(len(data), plan, data)
     if family.task == CLASSIFICATION:
@@ -126,6 +136,10 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     weights = class_weights(plan, classes, y_train)
     train_table = data if len(train_rows) == len(data) else RowSelection(data, train_rows)
 
+    @functools.cache
+    def width() -> int:
+        return encoded_width(plan.features, train_table)
+
     def fit(
         options: dict[str, Any], report: bool = False, catch: bool = True
     ) -> tuple[Any, list[str], float]:
@@ -138,6 +152,8 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
             random_seed=options["random_seed"],
             n_classes=len(classes) if classes else None,
             baseline_loss=baseline_loss(family.task, y_train),
+            model=plan.qualified,
+            width=width,
         )
         estimator = family.build(options, context)
         preprocessor = FeaturePreprocessor(
@@ -198,6 +214,55 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
         warnings=caught,
         seconds={"read": read_seconds, "fit": fit_seconds},
         trials=trials,
+    )
+
+
+def check_finite(plan: TrainingPlan, data: pa.Table) -> None:
+    """Refuse infinite feature and label values (the preprocessing's means and scales, and
+    the estimators, cannot take them), and for the families that compute in float32 (trees)
+    feature values that overflow float32 to infinity. One min/max pass per floating-point
+    column."""
+    family = plan.family
+    limit = FLOAT32_OVERFLOW if family.float32 else math.inf
+    rows = data.num_rows
+    for feature in plan.features:
+        if feature.kind != NUMERIC:
+            continue
+        column = data.column(feature.name)
+        if not out_of_range(column, limit):
+            continue
+        name = feature.name
+        infinite = out_of_range(column)
+        if infinite:
+            raise infinite_values(plan, name, infinite, rows)
+        huge = out_of_range(column, limit)
+        raise DataError(
+            f"Column {name!r} of model {plan.qualified} holds values beyond +-3.4e38 ({huge:,} "
+            f"of {rows:,} rows): {family.model_type} models split on float32 values, where "
+            f"these overflow to infinity. Scale the column down, filter those rows out"
+            ", or replace the values with NULL, which is imputed with the "
+            "training mean"
+        )
+    if plan.label is not None and family.task == REGRESSION:
+        infinite = out_of_range(data.column(plan.label["name"]))
+        if infinite:
+            raise infinite_values(plan, plan.label["name"], infinite, rows)
+
+
+def infinite_values(plan: TrainingPlan, name: str, count: int, rows: int) -> DataError:
+    """The error for a feature or regression label column holding infinite values."""
+    found = f"holds infinite values ({count:,} of {rows:,} rows)"
+    if plan.label is not None and name == plan.label["name"]:
+        return DataError(
+            f"The label {name!r} of model {plan.qualified} {found}, which a regression cannot "
+            f"fit. Filter those rows out (WHERE isfinite({name})), or replace the values "
+            "with NULL: rows with a NULL label are left out of training"
+        )
+    return DataError(
+        f"Column {name!r} of model {plan.qualified} {found}, which sqlml cannot train on. "
+        f"Filter those rows out (WHERE isfinite({name})) or replace the values, e.g. with "
+        f"NULL, which is imputed with the training mean: CASE WHEN isinf({name}) THEN NULL "
+        f"ELSE {name} END"
     )
 
 

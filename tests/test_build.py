@@ -195,9 +195,67 @@ def test_a_dropped_object_is_rebuilt(project, db):
     result = build(db, project)
     assert statuses(result)["islands"] == ("built", "missing from the database")
     assert statuses(result)["mass"] == ("built", "missing from the database")
-    # Rebuilt from the same inputs: what reads them has nothing new to read.
-    assert statuses(result)["scored"] == ("skipped", "unchanged")
+    # A retrained model is another model: what reads it is rebuilt too.
+    assert statuses(result)["scored"] == ("built", "upstream changed: mass")
     assert db.sql("SELECT count(*) FROM islands").fetchall() == [(3,)]
+
+
+def test_a_node_rebuilt_for_any_reason_rebuilds_its_downstream(project, db):
+    build(db, project)
+    db.sql("DROP MODEL mass")
+    plan = build(db, project, dry_run=True)
+    assert statuses(plan) == {
+        "birds": ("would skip", "unchanged"),
+        "islands": ("would skip", "unchanged"),
+        "clean": ("would skip", "unchanged"),
+        "mass": ("would build", "missing from the database"),
+        "scored": ("would build", "upstream changed: mass"),
+        "reports.fit": ("would build", "upstream changed: mass"),
+        "mass_fits": ("would run", ""),
+    }
+    # Rebuilt alone, its downstream is rebuilt by the next build (the fingerprint says so).
+    result = build(db, project, select=["mass"])
+    assert statuses(result) == {
+        "mass": ("built", "missing from the database"),
+        "mass_fits": ("passed", ""),
+    }
+    assert model_version(db) == 1  # a new model, as version 1
+    result = build(db, project)
+    assert statuses(result) == {
+        "birds": ("skipped", "unchanged"),
+        "islands": ("skipped", "unchanged"),
+        "clean": ("skipped", "unchanged"),
+        "mass": ("skipped", "unchanged"),
+        "scored": ("built", "upstream changed: mass"),
+        "reports.fit": ("built", "upstream changed: mass"),
+        "mass_fits": ("passed", ""),
+    }
+    assert db.sql("SELECT predicted FROM scored").fetchall() == (
+        db.sql("SELECT mass(c) FROM clean c").fetchall()
+    )
+    # Nothing changed since: nothing is rebuilt.
+    before = snapshot(db)
+    assert statuses(build(db, project)) == {
+        **{name: ("skipped", "unchanged") for name in ORDER[:-1]},
+        "mass_fits": ("passed", ""),
+    }
+    assert snapshot(db) == before
+
+    # A table dropped by hand: rebuilt, then everything that reads it, directly or not.
+    db.sql("DROP TABLE clean")
+    result = build(db, project)
+    assert statuses(result) == {
+        "birds": ("skipped", "unchanged"),
+        "islands": ("skipped", "unchanged"),
+        "clean": ("built", "missing from the database"),
+        "mass": ("built", "upstream changed: clean"),
+        "scored": ("built", "upstream changed: clean, mass"),
+        "reports.fit": ("built", "upstream changed: mass"),
+        "mass_fits": ("passed", ""),
+    }
+    assert model_version(db) == 2
+    assert db.sql("SELECT count(*) FROM clean").fetchall() == [(333,)]
+    assert db.sql("SELECT count(*) FROM scored").fetchall() == [(333,)]
 
 
 def test_a_failing_data_test_fails_the_build_with_its_rows(project, db, capsys):
@@ -330,6 +388,16 @@ def test_two_files_making_one_name_is_an_error(tmp_path, db):
         ("CREATE VIEW v AS SELECT * FROM read_csv('data/x.csv')",
          "bad.sql: the view v reads 'data/x.csv' by a relative path"),
         ("CREATE TABLE t AS SELECT FROM WHERE", "bad.sql: cannot read this SQL"),
+        # What sqlglot reads but DuckDB does not: DuckDB's error, at the file's line, before
+        # anything is built (good.sql included).
+        ("-- two commas\nCREATE VIEW v AS\nSELECT\n    x,,\n    1 FROM g",
+         'bad.sql: Parser Error: syntax error at or near ","\n\nLINE 4:     x,,'),
+        ("CREATE TABLE t AS\nSELECT * FROM ML.PREDICT(MODEL m,\n  TABLE g)\nWHERE x IN (1,, 2)",
+         'bad.sql: Parser Error: syntax error at or near ","\n\nLINE 4: WHERE x IN (1,, 2)'),
+        ("CREATE MODEL m OPTIONS (model_type = 'linear_reg')\nAS SELECT x,, 1 AS label FROM g",
+         'bad.sql: Parser Error: syntax error at or near ","\n\nLINE 2:    SELECT x,,'),
+        ("CREATE TABLE t AS SELECT 1 AS a,\n  'open AS b",
+         "bad.sql: Parser Error: unterminated string literal\n\nLINE 2:   'open AS b"),
     ],
 )  # fmt: skip
 def test_a_file_that_is_not_one_create_statement_is_an_error(tmp_path, db, text, message):
@@ -382,6 +450,68 @@ def test_select_a_node_and_its_downstream(project, db):
         sqlml.ProjectError, match=r"^--select clen: no node of the project makes clen"
     ):
         build(db, project, select=["clen"])
+
+
+def test_a_data_test_reading_a_node_not_built_is_skipped(project, db, tmp_path, capsys):
+    write(project, {"tests/every_bird_scored.sql": "SELECT species FROM clean "
+                    "ANTI JOIN scored USING (species)"})  # fmt: skip
+    # scored is neither selected nor in the database yet: the test cannot run.
+    plan = build(db, project, select=["+clean"], dry_run=True)
+    assert statuses(plan) == {
+        "birds": ("would build", "new"),
+        "clean": ("would build", "new"),
+        "every_bird_scored": ("would skip", "not in the database yet and not selected: scored"),
+    }
+    result = build(db, project, select=["+clean"])
+    assert result.ok
+    assert statuses(result) == {
+        "birds": ("built", "new"),
+        "clean": ("built", "new"),
+        "every_bird_scored": ("skipped", "not in the database yet and not selected: scored"),
+    }
+    assert db.sql("SELECT count(*) FROM clean").fetchall() == [(333,)]
+    assert db.sql(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scored'"
+    ).fetchall() == [(0,)]
+    # Once it is built, the test runs even when scored is not selected.
+    build(db, project)
+    assert statuses(build(db, project, select=["clean"])) == {
+        "clean": ("skipped", "unchanged"),
+        "every_bird_scored": ("passed", ""),
+    }
+    # A test reading a node that failed in this build is skipped too, and says why.
+    edit(project / "y_clean.sql", "bill_length_mm,", "bill_length_mm, beak_colour,")
+    result = build(db, project, select=["clean"])
+    assert statuses(result) == {
+        "clean": ("failed", "sql changed"),
+        "every_bird_scored": ("skipped", "upstream failed: clean"),
+    }
+
+    # The command, into a new file. clean fails: the test says so, not that scored is missing.
+    db_path = tmp_path / "new.duckdb"
+    assert main([str(project), "--db", str(db_path), "--select", "+clean"]) == 1
+    out = capsys.readouterr().out
+    assert summary_rows(out) == [
+        ("birds", "table", "built"),
+        ("clean", "table", "failed"),
+        ("every_bird_scored", "test", "skipped"),
+    ]
+    assert re.search(r"\nevery_bird_scored\s+test\s+skipped\s+upstream failed: clean\n", out)
+    assert out.rstrip().endswith("Build FAILED: 1 node built, 1 node failed, 1 test skipped")
+    # Fixed: exit status 0, the test skipped with its reason.
+    edit(project / "y_clean.sql", "bill_length_mm, beak_colour,", "bill_length_mm,")
+    assert main([str(project), "--db", str(db_path), "--select", "+clean"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"\nevery_bird_scored\s+test\s+skipped\s+not in the database yet and not selected: "
+        r"scored\n",
+        out,
+    )
+    assert out.rstrip().endswith("Build succeeded: 1 node built, 1 node skipped, 1 test skipped")
+    with sqlml.connect(db_path) as con:
+        assert sorted(con.sql("SELECT node FROM sqlml.build_state").fetchall()) == [
+            ("main.birds",), ("main.clean",)
+        ]  # fmt: skip
 
 
 def test_dry_run_plans_and_changes_nothing(project, db, capsys):

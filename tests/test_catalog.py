@@ -164,16 +164,18 @@ def test_format_1_catalog_is_migrated_to_the_current_format(db_path):
         load_penguins(con)
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
-    # A file written by format 1 had no model_trials table (nor format 3's build_state).
+    # A file written by format 1 had no model_trials table (nor format 3's build_state, nor
+    # format 4's views).
     raw = duckdb.connect(str(db_path))
     raw.execute("DROP TABLE sqlml.model_trials")
     raw.execute("DROP TABLE sqlml.build_state")
+    raw.execute("DROP TABLE sqlml.views")
     raw.execute("UPDATE sqlml.catalog_info SET value = '1' WHERE key = 'format_version'")
     raw.close()
     with pytest.raises(sqlml.CatalogError, match="open it once without read_only"):
         sqlml.connect(db_path, read_only=True)
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("4",)]
         assert con.sql("SELECT count(*) FROM sqlml.model_trials").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM sqlml.build_state").fetchall() == [(0,)]
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
@@ -187,6 +189,7 @@ def test_format_2_catalog_gains_the_build_state(db_path, tmp_path):
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
     raw = duckdb.connect(str(db_path))
     raw.execute("DROP TABLE sqlml.build_state")
+    raw.execute("DROP TABLE sqlml.views")
     raw.execute("UPDATE sqlml.catalog_info SET value = '2' WHERE key = 'format_version'")
     raw.close()
     project = tmp_path / "project"
@@ -195,7 +198,7 @@ def test_format_2_catalog_gains_the_build_state(db_path, tmp_path):
         "CREATE TABLE heavy AS SELECT * FROM penguins WHERE body_mass_g > 5000"
     )
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("3",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("4",)]
         result = build(con, project)
         assert [(r.name, r.status) for r in result.results] == [("heavy", "built")]
         assert con.sql("SELECT node, kind, path FROM sqlml.build_state").fetchall() == [
@@ -210,14 +213,14 @@ def test_later_format_migrations_run_in_order(db_path, monkeypatch):
         con.sql(MASS.format(replace="", features="flipper_length_mm"))
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
 
-    # A later release: format 4 adds a column; opening a format-3 file migrates it.
+    # A later release: format 5 adds a column; opening a format-4 file migrates it.
     def add_notes(raw: duckdb.DuckDBPyConnection) -> None:
         raw.execute("ALTER TABLE sqlml.model_versions ADD COLUMN notes VARCHAR DEFAULT ''")
 
-    monkeypatch.setattr(catalog, "FORMAT_VERSION", 4)
-    monkeypatch.setitem(catalog.MIGRATIONS, 3, add_notes)
+    monkeypatch.setattr(catalog, "FORMAT_VERSION", 5)
+    monkeypatch.setitem(catalog.MIGRATIONS, 4, add_notes)
     with sqlml.connect(db_path) as con:
-        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("4",)]
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("5",)]
         assert con.sql("SELECT notes FROM sqlml.model_versions").fetchall() == [("",)]
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
 
@@ -229,7 +232,9 @@ def test_read_only_database_predicts(db_path):
         expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
     with sqlml.connect(db_path, read_only=True) as con:
         assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
-        with pytest.raises(sqlml.CatalogError, match=r"Storing model main\.mass2 failed"):
+        with pytest.raises(
+            sqlml.CatalogError, match=r"Cannot create model main\.mass2: .* read-only"
+        ):
             con.sql(
                 MASS.format(replace="", features="flipper_length_mm").replace("mass\n", "mass2\n")
             )
@@ -354,3 +359,113 @@ def test_a_model_created_in_a_rolled_back_transaction_can_be_created_again(con):
         con.sql(KIND.format(replace="", rounds=5))
     con.sql("ROLLBACK")
     assert snapshot(con) == state
+
+
+# -- views over ML functions ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", sorted(SCORED))
+def test_a_view_over_ml_predict_follows_its_model(db_path, model):
+    """As in BigQuery ML: after CREATE OR REPLACE MODEL a view reads the new version; after
+    DROP MODEL it fails naming the model, and works again once the model is created."""
+    create, replace, predict, _, _ = SCORED[model]
+    view = f"CREATE VIEW scored AS {predict}"
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(create)
+        con.sql(view)
+        old = con.sql(predict).fetchall()
+        assert con.sql("SELECT * FROM scored").fetchall() == old
+
+        con.sql(replace)
+        new = con.sql(predict).fetchall()
+        names = [c[0] for c in con.sql(predict).description]
+        assert new != old
+        assert con.sql("SELECT * FROM scored").fetchall() == new
+
+        con.sql(f"DROP MODEL {model}")
+        with pytest.raises(
+            duckdb.InvalidInputException,
+            match=f"View main.scored reads model main.{model}, which was dropped: create the "
+            "model again",
+        ):
+            con.sql("SELECT * FROM scored").fetchall()
+        assert [c[0] for c in con.sql("SELECT * FROM scored LIMIT 0").description] == names
+        con.sql(replace)
+        assert con.sql("SELECT * FROM scored").fetchall() == new
+
+        # A rolled-back replace leaves the view as it was.
+        con.sql("BEGIN")
+        con.sql(" ".join(create.split()).replace("CREATE MODEL", "CREATE OR REPLACE MODEL"))
+        assert con.sql("SELECT * FROM scored").fetchall() == old
+        con.sql("ROLLBACK")
+        assert con.sql("SELECT * FROM scored").fetchall() == new
+    if model == "mass":  # scored in SQL: the view needs no sqlml
+        with duckdb.connect(str(db_path), read_only=True) as plain:
+            assert plain.sql("SELECT * FROM scored").fetchall() == new
+
+
+def test_a_view_replaced_or_dropped_by_hand_is_left_alone(con):
+    create, replace, predict, _, _ = SCORED["mass"]
+    con.sql(create)
+    con.sql(f"CREATE VIEW kept AS {predict}")
+    con.sql(f"CREATE VIEW mine AS {predict}")
+    con.sql(f"CREATE VIEW gone AS {predict}")
+    con.sql("CREATE OR REPLACE VIEW mine AS SELECT 42 AS answer")
+    con.sql("DROP VIEW gone")
+    con.sql(replace)
+    assert con.sql("SELECT * FROM mine").fetchall() == [(42,)]
+    assert con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'gone'").fetchall() == [
+        (0,)
+    ]
+    assert con.sql("SELECT * FROM kept").fetchall() == con.sql(predict).fetchall()
+    assert con.sql("SELECT view_name FROM sqlml.views").fetchall() == [("kept",)]
+    # Views over the model functions need no record: DuckDB binds the macro again.
+    con.sql("CREATE VIEW by_function AS SELECT mass(p) AS m FROM penguins p")
+    assert con.sql("SELECT count(*) FROM sqlml.views").fetchall() == [(1,)]
+
+
+def test_format_3_catalog_gains_keys_and_the_views_table(db_path):
+    """A format-3 file: no keys (two connections could store one version twice, as one
+    did here) and no views table."""
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(MASS.format(replace="", features="flipper_length_mm"))
+        expected = con.sql("SELECT mass(p) FROM penguins p").fetchall()
+    raw = duckdb.connect(str(db_path))
+    for table in ("models", "model_versions", "model_trials"):
+        raw.execute(f"CREATE TABLE sqlml.{table}_3 AS SELECT * FROM sqlml.{table}")
+        raw.execute(f"DROP TABLE sqlml.{table}")
+        raw.execute(f"ALTER TABLE sqlml.{table}_3 RENAME TO {table}")
+    raw.execute("DROP TABLE sqlml.views")
+    raw.execute(  # the race's loser: an older row of the same version, and its models row
+        "INSERT INTO sqlml.model_versions SELECT * REPLACE (created_at - INTERVAL 1 MINUTE "
+        "AS created_at, 'other' AS onnx_sha256) FROM sqlml.model_versions"
+    )
+    raw.execute("INSERT INTO sqlml.models SELECT * FROM sqlml.models")
+    raw.execute("UPDATE sqlml.catalog_info SET value = '3' WHERE key = 'format_version'")
+    raw.close()
+
+    with sqlml.connect(db_path) as con:
+        assert con.sql("SELECT value FROM sqlml.catalog_info").fetchall() == [("4",)]
+        keys = con.sql(
+            """SELECT table_name, constraint_column_names FROM duckdb_constraints()
+               WHERE schema_name = 'sqlml' AND constraint_type = 'PRIMARY KEY' ORDER BY 1"""
+        ).fetchall()
+        assert keys == [
+            ("model_trials", ["schema_name", "model_name", "version", "trial_id"]),
+            ("model_versions", ["schema_name", "model_name", "version"]),
+            ("models", ["schema_name", "model_name"]),
+            ("views", ["schema_name", "view_name"]),
+        ]
+        assert con.sql("SELECT onnx_sha256 <> 'other' FROM sqlml.model_versions").fetchall() == [
+            (True,)
+        ]
+        assert con.sql("SELECT count(*) FROM sqlml.models").fetchall() == [(1,)]
+        assert con.sql("SELECT mass(p) FROM penguins p").fetchall() == expected
+        with pytest.raises(duckdb.ConstraintException, match="primary key"):
+            con.sql("INSERT INTO sqlml.model_versions SELECT * FROM sqlml.model_versions")
+        con.sql(f"CREATE VIEW scored AS {SCORED['mass'][2]}")
+        assert con.sql("SELECT view_name, models FROM sqlml.views").fetchall() == [
+            ("scored", ["main.mass"])
+        ]

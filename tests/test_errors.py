@@ -352,3 +352,208 @@ def test_ctrl_c_while_a_neural_network_trains_stores_nothing(con, monkeypatch):
         )
     assert len(epochs) == 3  # the fit stopped there
     assert snapshot(con) == before
+
+
+# -- infinite values, PCA sizes, syntax, settings, read-only databases ------------------------
+
+INFINITE_FEATURE = """CREATE MODEL mi OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']{streaming})
+    AS SELECT bill_length_mm, CASE WHEN year = 2009 THEN '{value}'::DOUBLE ELSE bill_depth_mm END AS z,
+              body_mass_g FROM penguins"""
+# In memory, and streamed in batches (statistics computed in SQL).
+STREAMING = pytest.mark.parametrize("streaming", ["", ", streaming = TRUE"], ids=["", "streaming"])
+
+
+@STREAMING
+@pytest.mark.parametrize("value", ["inf", "-inf"])
+def test_infinite_feature_values_are_a_data_error(db, capfd, value, streaming):
+    capfd.readouterr()
+    error = fails(
+        db,
+        INFINITE_FEATURE.format(value=value, streaming=streaming),
+        sqlml.DataError,
+        "Column 'z' of model main.mi holds infinite values",
+        "(119 of 342 rows)",
+        "WHERE isfinite(z)",
+        "NULL, which is imputed",
+    )
+    assert isinstance(error, ValueError)
+    assert capfd.readouterr().err == ""  # no numpy warning on the way
+
+
+@STREAMING
+def test_infinite_label_values_are_a_data_error(db, capfd, streaming):
+    capfd.readouterr()
+    fails(
+        db,
+        f"CREATE MODEL mi OPTIONS (model_type = 'linear_reg', input_label_cols = ['mass']{streaming}) "
+        "AS SELECT bill_length_mm, CASE WHEN year = 2009 THEN '-inf'::DOUBLE ELSE body_mass_g "
+        "END AS mass FROM penguins",
+        sqlml.DataError,
+        "The label 'mass' of model main.mi holds infinite values",
+        "(120 of 343 rows)",
+        "WHERE isfinite(mass)",
+        "NULL label",
+    )
+    assert capfd.readouterr().err == ""
+
+
+def test_tree_feature_values_beyond_float32_are_a_data_error(db):
+    """Trees split float32 values: 1e300 would be infinite there."""
+    fails(
+        db,
+        "CREATE MODEL big OPTIONS (model_type = 'boosted_tree_regressor', input_label_cols = "
+        "['body_mass_g'], max_iterations = 2) AS SELECT body_mass_g, flipper_length_mm * "
+        "CASE WHEN year = 2009 THEN 1e300 ELSE 1 END AS flipper FROM penguins",
+        sqlml.DataError,
+        "Column 'flipper' of model main.big holds values beyond +-3.4e38",
+        "boosted_tree_regressor",
+        "float32",
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "fragments"),
+    [
+        (
+            "SELECT bill_length_mm, bill_depth_mm FROM penguins",
+            ["num_principal_components = 10 of model main.p", "at most 2", "2 feature columns"],
+        ),
+        (
+            "SELECT bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, year, island, "
+            "sex FROM penguins LIMIT 5",
+            ["num_principal_components = 10 of model main.p", "at most 5", "5 training rows"],
+        ),
+    ],
+    ids=["more_than_features", "more_than_rows"],
+)
+def test_pca_components_beyond_what_the_query_allows(db, query, fragments):
+    error = fails(
+        db,
+        f"CREATE MODEL p OPTIONS (model_type = 'pca', num_principal_components = 10) AS {query}",
+        sqlml.OptionError,
+        *fragments,
+        "Set num_principal_components to",
+        "pca_explained_variance_ratio",
+    )
+    assert error.option == "num_principal_components"
+
+
+def test_pca_components_count_one_hot_columns(con):
+    # island encodes to 3 columns, so 2 numeric + island allow 5 components.
+    con.sql(
+        "CREATE MODEL p OPTIONS (model_type = 'pca', num_principal_components = 5) "
+        "AS SELECT bill_length_mm, bill_depth_mm, island FROM penguins"
+    )
+    assert con.sql("SELECT count(*) FROM ML.PRINCIPAL_COMPONENT_INFO(MODEL p)").fetchall() == [(5,)]
+
+
+def test_or_replace_with_if_not_exists_is_a_parse_error(db):
+    error = fails(
+        db,
+        CREATE_MASS.replace("CREATE MODEL mass", "CREATE OR REPLACE MODEL IF NOT EXISTS mass"),
+        sqlml.ParseError,
+        "CREATE OR REPLACE MODEL takes no IF NOT EXISTS",
+        "(line 1, column 25)",
+    )
+    assert (error.line, error.col) == (1, 25)
+
+
+def test_create_model_without_a_query_is_a_parse_error(db):
+    error = fails(
+        db,
+        "CREATE MODEL x OPTIONS (model_type = 'linear_reg')",
+        sqlml.ParseError,
+        "Expected AS <query> after OPTIONS (...)",
+        "model x",
+        "model_type = 'onnx'",
+    )
+    assert (error.line, error.col) == (1, 50)
+    # An imported model takes no query: it gets as far as reading its file.
+    fails(
+        db,
+        "CREATE MODEL x OPTIONS (model_type = 'ONNX', model_path = 'no/such.onnx')",
+        sqlml.ModelFileError,
+        "no such file",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "col"),
+    [
+        ("SELECT * FROM ML.PREDICT(MODEL, TABLE penguins)", 31),
+        ("SELECT * FROM ML.EVALUATE(MODEL)", 32),
+    ],
+)
+def test_ml_call_without_a_model_name(db, sql, col):
+    error = fails(db, sql, sqlml.ParseError, "Expected a model name after MODEL")
+    assert "Token" not in str(error)
+    assert (error.line, error.col) == (1, col)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragments"),
+    [
+        ("STRUCT(0.5 AS threshold, 0.6 AS threshold)", ["setting threshold", "twice"]),
+        ("STRUCT(NULL AS threshold)", ["setting threshold is NULL", "leave it out"]),
+        (
+            "STRUCT(0.5 AS threshold, NULL AS keep_original_columns)",
+            ["keep_original_columns is NULL"],
+        ),
+    ],
+)
+def test_repeated_or_null_settings_are_argument_errors(con, settings, fragments):
+    con.sql(
+        "CREATE MODEL sex OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) "
+        "AS SELECT sex, body_mass_g, bill_depth_mm FROM penguins"
+    )
+    fails(
+        con,
+        f"SELECT * FROM ML.PREDICT(MODEL sex, TABLE penguins, {settings})",
+        sqlml.ArgumentError,
+        "ML.PREDICT",
+        *fragments,
+    )
+
+
+def test_create_model_on_a_read_only_database_fails_before_training(db_path, monkeypatch):
+    from sqlml import trainer
+    from tests.conftest import load_penguins
+
+    with sqlml.connect(db_path) as con:
+        load_penguins(con)
+        con.sql(CREATE_MASS)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a read-only database must be refused before training")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    with sqlml.connect(db_path, read_only=True) as con:
+        for sql in (
+            CREATE_MASS.replace("mass OPTIONS", "mass2 OPTIONS"),
+            CREATE_MASS.replace("CREATE MODEL", "CREATE OR REPLACE MODEL"),
+        ):
+            fails(
+                con,
+                sql,
+                sqlml.CatalogError,
+                "Cannot create model main.mass",
+                "read-only",
+                "read_only=False",
+            )
+        # IF NOT EXISTS over an existing model does nothing, read-only or not.
+        con.sql(CREATE_MASS.replace("MODEL mass", "MODEL IF NOT EXISTS mass"))
+
+
+def test_a_training_query_error_gives_the_scripts_line(con):
+    """DuckDB numbers lines from the start of the SQL it is given: the training query is
+    given to it where it stands in the script."""
+    script = """-- scored below
+SELECT 1;
+CREATE MODEL m
+  OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+  AS SELECT bill_length_mm,
+            body_mass_g,
+            no_such_column
+     FROM penguins"""
+    error = fails(con, script, sqlml.QueryError, "The training query of model main.m failed")
+    assert "LINE 7:             no_such_column" in str(error)

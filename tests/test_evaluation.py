@@ -222,3 +222,23 @@ def test_seq_split_evaluates_on_the_latest_rows():
         rtol=1e-12,
     )
     con.close()
+
+
+def test_confusion_matrix_of_an_empty_string_class(con):
+    """DuckDB cannot name a column with the empty string: that class's column is "_"."""
+    con.sql(
+        "CREATE MODEL sexed OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) "
+        "AS SELECT coalesce(sex, '') AS sex, body_mass_g, bill_depth_mm FROM penguins"
+    )
+    rows = "(SELECT * REPLACE (coalesce(sex, '') AS sex) FROM penguins)"
+    matrix = con.sql(f"SELECT * FROM ML.CONFUSION_MATRIX(MODEL sexed, {rows})")
+    assert matrix.columns == ["expected_label", "_", "female", "male"]
+    counts = con.sql(
+        f"""SELECT sex, count(*) FILTER (predicted_sex = ''),
+                   count(*) FILTER (predicted_sex = 'female'),
+                   count(*) FILTER (predicted_sex = 'male')
+            FROM ML.PREDICT(MODEL sexed, {rows}) GROUP BY ALL ORDER BY 1"""
+    ).fetchall()
+    rows = matrix.fetchall()
+    assert rows == counts
+    assert sum(sum(r[1:]) for r in rows) == 344

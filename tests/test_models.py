@@ -277,3 +277,26 @@ def test_same_seed_same_model_other_seed_other_split():
     first, again, other = train(7), train(7), train(8)
     assert first == again
     assert first != other
+
+
+def test_training_info_and_evaluate_agree_on_log_loss_when_saturated(con):
+    """An unregularized logistic regression on breast_cancer predicts probabilities of
+    exactly 0 and 1, some wrong: the log loss then depends on where they are clipped, and
+    ML.TRAINING_INFO's eval_loss and ML.EVALUATE's log_loss must clip them alike."""
+    load_breast_cancer(con)
+    con.sql(
+        "CREATE MODEL bc OPTIONS (model_type = 'logistic_reg', input_label_cols = ['diagnosis'], "
+        "data_split_method = 'custom', data_split_col = 'held_out') "
+        "AS SELECT *, mean_radius > 15 AS held_out FROM breast_cancer"
+    )
+    held_out = "(SELECT * FROM breast_cancer WHERE mean_radius > 15)"
+    [(wrong_for_sure,)] = con.sql(
+        "SELECT count(*) FROM (SELECT diagnosis, unnest(predicted_diagnosis_probs) AS p "
+        f"FROM ML.PREDICT(MODEL bc, {held_out})) WHERE p.label = diagnosis AND p.prob < 1e-15"
+    ).fetchall()
+    assert wrong_for_sure > 0  # saturated: the clipping counts
+    [(eval_loss,)] = con.sql("SELECT eval_loss FROM ML.TRAINING_INFO(MODEL bc)").fetchall()
+    [(stored,)] = con.sql("SELECT log_loss FROM ML.EVALUATE(MODEL bc)").fetchall()
+    [(given,)] = con.sql(f"SELECT log_loss FROM ML.EVALUATE(MODEL bc, {held_out})").fetchall()
+    assert stored == pytest.approx(eval_loss, rel=1e-9)
+    assert given == pytest.approx(eval_loss, rel=1e-9)

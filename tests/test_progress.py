@@ -151,7 +151,14 @@ def test_set_sqlml_progress_true_reports_even_without_a_terminal(monkeypatch):
         assert isinstance(con.console, SilentConsole)  # stderr is no terminal
         con.sql("SET SESSION sqlml_progress TO 'on'")
         con.sql(LINEAR)
-    assert "sqlml: CREATE MODEL main.mass: done in " in stream.getvalue()
+        assert "sqlml: CREATE MODEL main.mass: done in " in stream.getvalue()
+        # RESET goes back to how the connection started: silent.
+        con.sql("RESET sqlml_progress")
+        assert isinstance(con.console, SilentConsole)
+        stream.seek(0)
+        stream.truncate()
+        con.sql(LINEAR)
+    assert stream.getvalue() == ""
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import sqlml
-from tests.conftest import load_penguins
+from tests.conftest import load_penguins, snapshot
 
 SPECIES = """CREATE MODEL species OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species'],
                                         l2_reg = 1)
@@ -218,8 +218,14 @@ def test_execute_and_fetch(trained):
     assert trained.execute(
         "SELECT count(*) FROM penguins WHERE bill_length_mm > ?", [40]
     ).fetchone() == (242,)
-    assert trained.execute("DROP MODEL species").fetchall() == []
     assert trained.execute("SELECT 'model' AS m").fetchall() == [("model",)]
+    # A statement with no result has none in every form, not the previous statement's.
+    dropped = trained.execute("DROP MODEL species")
+    assert dropped.fetchall() == []
+    assert dropped.description is None
+    assert dropped.df().shape == (0, 0)
+    assert dropped.arrow().num_columns == 0
+    assert trained.execute("SELECT 'model' AS m").df()["m"].tolist() == ["model"]
     assert trained.execute("SHOW MODELS").fetchall() == []
 
 
@@ -272,6 +278,39 @@ def test_explain_prepare_and_parameters_around_ml_calls(trained):
         "which have no values yet: this function reads its input while the statement is "
         "prepared. Write the values into the query"
     )
+
+
+@pytest.mark.parametrize("inference", ["sql", "native"])
+def test_parameters_as_the_input_columns_of_ml_predict(con, inference):
+    """A parameter, cast (`?::DOUBLE`) or not, and an untyped NULL make an input column as
+    DuckDB binds them: the same prediction as the model function's."""
+    con.sql(
+        "CREATE MODEL mass OPTIONS (model_type = 'boosted_tree_regressor', max_iterations = 5, "
+        f"input_label_cols = ['body_mass_g'], inference = '{inference}') "
+        "AS SELECT bill_length_mm, island, body_mass_g FROM penguins"
+    )
+    expected = con.sql("SELECT mass(40.5, NULL)").fetchall()
+    for column in ("?::DOUBLE", "?", "$1::DOUBLE", "$1"):
+        scored = con.execute(
+            "SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL mass, "
+            f"(SELECT {column} AS bill_length_mm, NULL AS island))",
+            [40.5],
+        )
+        assert scored.fetchall() == expected, column
+
+
+def test_an_input_column_named_like_sqlmls_own_is_refused(trained):
+    before = snapshot(trained)
+    with pytest.raises(sqlml.ArgumentError) as caught:
+        trained.sql(
+            "SELECT * FROM ML.PREDICT(MODEL species, (SELECT *, 1 AS __sqlml_raw0 FROM penguins))"
+        )
+    assert str(caught.value) == (
+        "ML.PREDICT(MODEL main.species): the input's column __sqlml_raw0 has a name sqlml "
+        "keeps for its own columns (__sqlml_...); rename it, e.g. SELECT * RENAME "
+        '("__sqlml_raw0" AS other_name)'
+    )
+    assert snapshot(trained) == before
 
 
 def test_wrapping_an_existing_duckdb_connection(db_path):
@@ -361,3 +400,86 @@ def test_date_parts_match_duckdb(con):
     want = np.column_stack([np.asarray(v, dtype=float) for v in expected.values()])
     np.testing.assert_allclose(got[:-1], want[:-1], rtol=0, atol=1e-9)
     assert np.isnan(got[-1]).all()  # NULL in every part
+
+
+EXTREMES = [
+    "1e300",
+    "-1e300",
+    "'inf'",
+    "'-inf'",
+    "3.4028235e38",
+    "-3.4028236e38",
+    "172",
+    "200.5",
+    "NULL",
+]
+
+
+@pytest.mark.parametrize(
+    ("model_type", "label"),
+    [("boosted_tree_regressor", "body_mass_g"), ("random_forest_classifier", "species")],
+)
+def test_trees_in_sql_native_and_onnx_agree_beyond_float32(con, model_type, label):
+    """Trees split float32 values: beyond float32's range an input is +-infinity in the
+    ONNX graph and in native code, and SQL must score it the same (DuckDB's own cast to
+    FLOAT refuses it). The native path does so without a numpy overflow warning."""
+    import warnings
+
+    size = "num_parallel_tree = 3" if model_type.startswith("random") else "max_iterations = 3"
+    for inference in ("sql", "native", "onnx"):  # asked for by name: refused if not taken
+        con.sql(
+            f"CREATE MODEL t_{inference} OPTIONS (model_type = '{model_type}', input_label_cols "
+            f"= ['{label}'], {size}, max_tree_depth = 2, inference = '{inference}') "
+            f"AS SELECT {label}, flipper_length_mm, bill_length_mm FROM penguins"
+        )
+    values = ", ".join(f"({v}::DOUBLE)" for v in EXTREMES)
+    scored = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for inference in ("sql", "native", "onnx"):
+            scored[inference] = con.sql(
+                f"SELECT t_{inference}(v, v), t_{inference}(v, 45e0), t_{inference}(200e0, v) "
+                f"FROM (VALUES {values}) AS x(v)"
+            ).fetchall()
+    assert [str(w.message) for w in caught] == []
+    if label == "species":
+        assert scored["sql"] == scored["native"] == scored["onnx"]
+    else:  # onnxruntime sums the trees in float32
+        assert np.asarray(scored["sql"]) == pytest.approx(np.asarray(scored["onnx"]), rel=1e-6)
+        assert np.asarray(scored["sql"]) == pytest.approx(np.asarray(scored["native"]), rel=1e-12)
+    big, huge_negative = scored["sql"][0], scored["sql"][1]
+    assert scored["sql"][2] == big and scored["sql"][3] == huge_negative  # like +-inf
+
+
+def test_tree_sql_comparisons_round_like_float32():
+    """compiler.float32_at_most compares a DOUBLE as float32 would, thresholds anywhere:
+    around each threshold, its float32 neighbours and the midpoints between them."""
+    from sqlml import compiler
+
+    big = float(np.finfo(np.float32).max)
+    thresholds = [0.0, -0.0, 0.1, -0.1, 1e-45, -1e-45, 1e-50, 0.5, 172.5, big, -big]
+    thresholds += [3.4e38, 1e300, -1e300, float("inf"), float("-inf"), float("nan")]
+    thresholds += [float(np.float32(v)) for v in (0.1, 172.5, 1 / 3)]
+    values = [0.0, 1e-46, 7e-46, -7e-46, 1e300, -1e300, float("inf"), float("-inf"), big]
+    values += [3.4028235677973366e38, -3.4028235677973366e38, 3.4028235677973362e38]
+    with np.errstate(over="ignore"):  # numpy's float32 overflows to inf: the reference
+        for threshold in thresholds:
+            around = []
+            if np.isfinite(threshold):
+                low = np.float32(threshold)
+                if float(low) > threshold:
+                    low = np.nextafter(low, np.float32(-np.inf))
+                high = np.nextafter(low, np.float32(np.inf))
+                around = [threshold, float(low), float(high), (float(low) + float(high)) / 2]
+                for x in list(around):
+                    for direction in (np.inf, -np.inf):
+                        for _ in range(3):
+                            x = float(np.nextafter(x, direction))
+                            around.append(x)
+            checked = [v for v in values + around if not np.isnan(v)]
+            condition = compiler.float32_at_most("v", threshold)
+            [(got,)] = duckdb.sql(
+                f"SELECT list_transform(?::DOUBLE[], lambda v: {condition})", params=[checked]
+            ).fetchall()
+            want = [float(np.float32(v)) <= threshold for v in checked]
+            assert got == want, (threshold, condition)

@@ -41,6 +41,10 @@ class FitContext:
     # Loss of the constant model (half variance, or the entropy of the class prior):
     # min_rel_progress is relative to it.
     baseline_loss: float = 1.0
+    model: str | None = None  # schema.name, for the errors
+    # Columns of the model matrix (categories counted on the training rows), computed when
+    # called; None where unknown.
+    width: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True)

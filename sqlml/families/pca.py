@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sqlml.errors import DataError, OptionError
+from sqlml.errors import OptionError
 from sqlml.families import (
     CLUSTERING_OPTIONS,
     DIMENSIONALITY_REDUCTION,
@@ -54,11 +54,8 @@ def build_pca(options: Mapping[str, Any], ctx: FitContext) -> Any:
             "OPTIONS (model_type = 'pca', num_principal_components = 3)",
             "num_principal_components",
         )
-    if count is not None and count > ctx.rows:
-        raise DataError(
-            f"num_principal_components={count} needs at least {count} training rows; the "
-            f"query returned {ctx.rows}"
-        )
+    if count is not None:
+        _check_count(count, ctx)
     solver = options["pca_solver"]
     if ratio is not None and solver == "randomized":
         raise OptionError(
@@ -68,6 +65,25 @@ def build_pca(options: Mapping[str, Any], ctx: FitContext) -> Any:
         n_components=count if count is not None else ratio,
         svd_solver="full" if ratio is not None and solver == "auto" else solver,
         random_state=ctx.random_seed,
+    )
+
+
+def _check_count(count: int, ctx: FitContext) -> None:
+    """PCA finds at most min(rows, encoded features) components."""
+    width = ctx.width() if ctx.width is not None else None
+    most = ctx.rows if width is None else min(ctx.rows, width)
+    if count <= most:
+        return
+    of = f" of model {ctx.model}" if ctx.model else ""
+    limits = [f"{ctx.rows:,} training rows"]
+    if width is not None:
+        limits.insert(0, f"{width:,} feature columns once encoded")
+    raise OptionError(
+        f"num_principal_components = {count}{of} is more than its training query allows: "
+        f"at most {most:,} ({' and '.join(limits)}; a PCA finds at most as many components "
+        f"as the smaller of the two). Set num_principal_components to {most:,} or less, or "
+        "give pca_explained_variance_ratio instead",
+        "num_principal_components",
     )
 
 

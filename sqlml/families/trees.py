@@ -345,7 +345,9 @@ def compile_trees(
     parameters: Mapping[str, Any], features: list[Feature]
 ) -> tuple[Callable[[list[str]], list[str]], str | None]:
     """Each tree as nested CASE over the preprocessed features. Trees split float32 values
-    (what onnxruntime sees), so each value is cast to FLOAT before it is compared."""
+    (what onnxruntime sees): each comparison is the DOUBLE one that agrees with rounding
+    the value to float32 first, values beyond float32's range included (they round to
+    +-infinity; see compiler.float32_at_most)."""
     from sqlml import compiler
     from sqlml.features import CATEGORICAL
 
@@ -362,7 +364,7 @@ def compile_trees(
                 test = compiler.category_test(arg, feature.categories[index])
                 return f"NOT coalesce({test}, false)"
             value = compiler.numeric_values(feature, arg)[index]
-            return f"CAST({value} AS FLOAT) <= {compiler.number(threshold)}"
+            return compiler.float32_at_most(value, threshold)
 
         def node_sql(tree: Mapping[str, Any], node: int, output: int) -> str:
             if tree["leaf"][node]:

@@ -55,6 +55,15 @@ def line_col(sql: str, offset: int) -> tuple[int, int]:
     return line, offset - (sql.rfind("\n", 0, offset) + 1) + 1
 
 
+def _imports(options: list[ModelOption]) -> bool:
+    """Whether OPTIONS say model_type = 'onnx' (a file imported: no training query)."""
+    for option in options:
+        value = option.expression
+        if option.this.name.lower() == "model_type" and isinstance(value, exp.Literal):
+            return value.is_string and value.name.lower() == "onnx"
+    return False
+
+
 def _ml_function_parser(name: str) -> t.Callable[[SqlmlParser], exp.Expr]:
     return lambda self: self._parse_ml_function_or_plain(name)
 
@@ -113,7 +122,15 @@ class SqlmlParser(DuckDBParser):
         if not self._match_text_seq("MODEL"):
             self._retreat(index)
             return None
+        if_token = self._curr
         exists = self._parse_exists(not_=True)
+        if replace and exists:
+            # As DuckDB and BigQuery: replace it, or keep the one that exists, not both.
+            self.raise_error(
+                "CREATE OR REPLACE MODEL takes no IF NOT EXISTS: write CREATE OR REPLACE MODEL "
+                "to train a new version, or CREATE MODEL IF NOT EXISTS to keep an existing model",
+                if_token,
+            )
         name = self._parse_model_name("CREATE MODEL")
         transform = None
         if self._match_text_seq("TRANSFORM"):
@@ -124,6 +141,13 @@ class SqlmlParser(DuckDBParser):
         if self._match_text_seq("OPTIONS"):
             options = self._parse_model_options()
         if options and transform is None and not self._curr:
+            if not _imports(options):
+                self.raise_error(
+                    f"Expected AS <query> after OPTIONS (...): model {name.sql(dialect='duckdb')} "
+                    "trains on the rows of a query (only model_type = 'onnx', which imports "
+                    "a file, takes none)",
+                    self._prev,
+                )
             query = None  # CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = ...)
         elif not self._match(TokenType.ALIAS):
             if options:
@@ -214,7 +238,10 @@ class SqlmlParser(DuckDBParser):
             )
         ):
             self.raise_error(f"Expected a model name after {statement}")
-        name = self._parse_table_parts()
+        try:
+            name = self._parse_table_parts()
+        except SqlglotParseError:  # sqlglot's message shows its token objects
+            name = None
         if not isinstance(name, exp.Table) or not name.name:
             self.raise_error(f"Expected a model name after {statement}", first)
         # database.schema.name is read (dbt's ref() renders one); the database must be the
@@ -312,7 +339,7 @@ class SqlmlParser(DuckDBParser):
             return self._parse_preprocessing_arguments(name)
         if not self._match_text_seq("MODEL"):
             self.raise_error(f"ML.{name} expects MODEL <name> as its first argument")
-        model = self._parse_model_name(f"ML.{name}(MODEL")
+        model = self._parse_model_name(f"MODEL in ML.{name}(...)")
         data: exp.Expr | None = None
         params: exp.Expr | None = None
         extra: list[exp.Expr] = []
@@ -394,11 +421,12 @@ class Sqlml(DuckDB):
 
     class Tokenizer(DuckDB.Tokenizer):
         # sqlglot reads the rest of a command as one string; EXPLAIN and PREPARE wrap a query
-        # whose ML calls must be found and rewritten, so here they are plain words.
+        # whose ML calls must be found and rewritten, so here they are plain words. DuckDB
+        # has no ?:: operator: `?::DOUBLE` is a parameter cast, as it reads it.
         KEYWORDS = {
             word: kind
             for word, kind in DuckDB.Tokenizer.KEYWORDS.items()
-            if word not in ("EXPLAIN", "PREPARE")
+            if word not in ("EXPLAIN", "PREPARE", "?::")
         }
 
     Parser = SqlmlParser

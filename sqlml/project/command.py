@@ -146,7 +146,7 @@ def _totals(result: BuildResult) -> str:
         key = f"test {r.status}" if r.kind == "test" else r.status
         counts[key] = counts.get(key, 0) + 1
     order = [BUILT, INTERRUPTED, SKIPPED, FAILED, WOULD_BUILD, WOULD_SKIP]
-    order += [f"test {s}" for s in (PASSED, FAILED, INTERRUPTED, SKIPPED, WOULD_RUN)]
+    order += [f"test {s}" for s in (PASSED, FAILED, INTERRUPTED, SKIPPED, WOULD_RUN, WOULD_SKIP)]
     parts = []
     for key in order:
         if counts.get(key):

@@ -22,7 +22,16 @@ from sqlglot.tokens import TokenType
 
 from sqlml.catalog import quote
 from sqlml.errors import ParseError, ProjectError
-from sqlml.parser import CreateModel, MLFunction, RawSQL, Source, parse, statement_ranges, word
+from sqlml.parser import (
+    CreateModel,
+    MLFunction,
+    RawSQL,
+    Source,
+    find_ml_spans,
+    parse,
+    statement_ranges,
+    word,
+)
 
 DEFAULT_SCHEMA = "main"
 TESTS_DIR = "tests"
@@ -135,7 +144,8 @@ def _source(root: Path, path: Path) -> tuple[str, Source, int, int]:
     try:
         source = Source.of(text)
     except ParseError as e:
-        raise ProjectError(f"{relative}: {e}") from None
+        # DuckDB's parser places some errors better (an unterminated string: its quote).
+        raise ProjectError(f"{relative}: {_duckdb_syntax_error(text) or e}") from None
     ranges = statement_ranges(source)
     if len(ranges) != 1:
         what = "no statement" if not ranges else f"{len(ranges)} statements"
@@ -156,9 +166,51 @@ def _parse(relative: str, source: Source, lo: int, hi: int) -> exp.Expr:
     return tree
 
 
+def _duckdb_syntax_error(text: str) -> str | None:
+    """DuckDB's own parser error for SQL text, if it has one (lines as in the text)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        try:
+            con.extract_statements(text)
+        except duckdb.ParserException as e:
+            return str(e)
+    return None
+
+
+def _check_syntax(relative: str, source: Source, lo: int, hi: int) -> None:
+    """Run DuckDB's parser over tokens [lo, hi) before anything is built: sqlglot reads
+    some SQL DuckDB refuses. Each ML call stands in as ``(SELECT 1)`` (DuckDB cannot read
+    ``MODEL m``), and the text keeps its place in the file, so DuckDB's "LINE n" is the
+    file's line."""
+    text = source.sql
+    start = source.tokens[lo].start
+    pieces = ["\n" * text.count("\n", 0, start) + " " * (start - text.rfind("\n", 0, start) - 1)]
+    position = start
+    for span in find_ml_spans(source, lo, hi):
+        begin, end = source.tokens[span.lo].start, source.tokens[span.hi - 1].end + 1
+        pieces += [text[position:begin], "(SELECT 1)" + "\n" * text.count("\n", begin, end)]
+        position = end
+    pieces.append(text[position : source.tokens[hi - 1].end + 1])
+    error = _duckdb_syntax_error("".join(pieces))
+    if error is not None:
+        raise ProjectError(f"{relative}: {error}")
+
+
 def read_node(root: Path, path: Path) -> Node:
     relative, source, lo, hi = _source(root, path)
     tree = _parse(relative, source, lo, hi)
+    if isinstance(tree, CreateModel):
+        raw = tree.args.get("query")
+        if isinstance(raw, RawSQL):  # the training query; CREATE MODEL is sqlml's own
+            _check_syntax(
+                relative,
+                source,
+                source.index_at(raw.args["start"]),
+                source.index_at(raw.args["end"]),
+            )
+    else:
+        _check_syntax(relative, source, lo, hi)
     text = source.text(lo, hi)
     expected = (
         "a node file holds one CREATE [OR REPLACE] TABLE|VIEW|MODEL [IF NOT EXISTS] name "
@@ -208,6 +260,7 @@ def read_node(root: Path, path: Path) -> Node:
 def read_test(root: Path, path: Path) -> Node:
     relative, source, lo, hi = _source(root, path)
     tree = _parse(relative, source, lo, hi)
+    _check_syntax(relative, source, lo, hi)
     if not isinstance(tree, exp.Query):
         raise ProjectError(
             f"{relative}: a data test is one query (SELECT ...) that returns no rows when the "

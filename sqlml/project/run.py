@@ -306,8 +306,10 @@ class _Runner:
             return model_state(record) if record else MISSING
         return self.state.relation_state(name)
 
-    def _why(self, node: Node, fp: str, inputs: dict[str, str]) -> str | None:
-        """Why the node must be built, or None when it is up to date."""
+    def _why(self, node: Node, inputs: dict[str, str]) -> str | None:
+        """Why the node must be built, or None when it is up to date: its SQL and its inputs
+        are as when it was built (a project node read by its fingerprint, which every build
+        of that node changes), and it is in the database."""
         old = self.stored.get(node.name)
         if self.full_refresh:
             return "full refresh"
@@ -317,7 +319,7 @@ class _Runner:
             return "sql changed"
         if not self.state.exists(node):
             return "missing from the database"
-        if old.fingerprint == fp:
+        if old.inputs == inputs:
             return None
         nodes, data = describe_changes(old.inputs, inputs)
         reasons = []
@@ -337,17 +339,20 @@ class _Runner:
             result.reason = f"upstream failed: {display_name(failed[0])}"
             return
         inputs = self._inputs(node)
-        fp = fingerprint(node, inputs)
-        reason = self._why(node, fp, inputs)
-        if reason is None or self.dry_run:
-            self.current[node.name] = fp  # unchanged, or as it would be once built
+        reason = self._why(node, inputs)
+        old = self.stored.get(node.name)
         if reason is None:
+            assert old is not None  # a node never built is new
+            self.current[node.name] = old.fingerprint
             result.status = WOULD_SKIP if self.dry_run else SKIPPED
             result.reason = "unchanged"
             result.metric = self._metric(node, None)
             return
+        # A new fingerprint, whatever the reason: everything downstream sees it changed.
+        fp = fingerprint(node, inputs, old.fingerprint if old else None)
         result.reason = reason
         if self.dry_run:
+            self.current[node.name] = fp  # as it would be once built
             result.status = WOULD_BUILD
             return
         previous = (
@@ -401,10 +406,20 @@ class _Runner:
     # -- data tests ----------------------------------------------------------------------
 
     def _test(self, test: Node, result: NodeResult) -> None:
-        """Run a data test; a query that fails to run raises (see :meth:`run`)."""
-        failed = [self.blocked[p] for p in self.project.upstream[test.name] if p in self.blocked]
+        """Run a data test when every node it reads is in the database after this build's
+        nodes; a query that fails to run raises (see :meth:`run`)."""
+        reads = self.project.upstream[test.name]
+        failed = [self.blocked[p] for p in reads if p in self.blocked]
         if failed:
             result.reason = f"upstream failed: {display_name(failed[0])}"
+            return
+        # A node of this build (not failed) is in the database now; another may never be.
+        nodes = self.project.nodes
+        missing = [p for p in reads if p not in self.chosen and not self.state.exists(nodes[p])]
+        if missing:
+            result.status = WOULD_SKIP if self.dry_run else SKIPPED
+            names = ", ".join(display_name(p) for p in missing)
+            result.reason = f"not in the database yet and not selected: {names}"
             return
         if self.dry_run:
             result.status = WOULD_RUN

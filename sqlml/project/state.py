@@ -1,6 +1,8 @@
 """Fingerprints: what each node was last built from, kept in ``sqlml.build_state``.
 
-A node's fingerprint hashes its kind, its SQL as written, and the state of every input:
+A node's fingerprint hashes its kind, its SQL as written, the fingerprint it replaces (so
+every build of a node gives it a new one, even from the same inputs: a dropped table made
+again, a model retrained; what reads it is then rebuilt), and the state of every input:
 
 - a project node it reads: that node's own fingerprint (its data follows from it);
 - a table or view outside the project: its columns, row count and the sum of its rows'
@@ -9,7 +11,8 @@ A node's fingerprint hashes its kind, its SQL as written, and the state of every
 - a file (``read_csv('seeds/x.csv')``, globs too, relative to the project): the SHA-256 of
   its bytes; a URL cannot be read cheaply and counts as unchanged.
 
-The inputs are stored with the fingerprint, so a rebuild says which one changed.
+The inputs are stored with the fingerprint, so a rebuild says which one changed; a node is
+unchanged when its SQL and its inputs are.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ def sha256(text: str | bytes) -> str:
     return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
 
 
-def fingerprint(node: Node, inputs: dict[str, str]) -> str:
-    return sha256(json.dumps([node.kind, sha256(node.text), inputs], sort_keys=True))
+def fingerprint(node: Node, inputs: dict[str, str], previous: str | None) -> str:
+    """A build of the node from these inputs, replacing the one fingerprinted ``previous``
+    (None: never built by sqlml build)."""
+    return sha256(json.dumps([node.kind, sha256(node.text), inputs, previous], sort_keys=True))
 
 
 def model_state(record: ModelRecord) -> str:

@@ -58,3 +58,15 @@ SET sqlml_progress;
 
 -- case: sqlml setting with two values
 SET sqlml_progress = false true;
+
+-- case: OR REPLACE with IF NOT EXISTS
+CREATE OR REPLACE MODEL IF NOT EXISTS m OPTIONS (model_type = 'linear_reg') AS SELECT 1;
+
+-- case: a trained model without AS query
+CREATE MODEL m OPTIONS (model_type = 'linear_reg');
+
+-- case: ML.PREDICT with MODEL but no model name
+SELECT * FROM ML.PREDICT(MODEL, TABLE penguins);
+
+-- case: ML.EVALUATE with MODEL alone
+SELECT * FROM ML.EVALUATE(MODEL);

@@ -159,6 +159,3 @@ CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = 'm.onnx') AS SELECT 1 
 
 -- case: import of a file that does not exist
 CREATE MODEL m OPTIONS (model_type = 'onnx', model_path = 'no/such/file.onnx');
-
--- case: a trained model without AS query
-CREATE MODEL m OPTIONS (model_type = 'linear_reg');

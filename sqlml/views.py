@@ -1,0 +1,209 @@
+"""Views over ML functions follow their models, as BigQuery ML's do.
+
+DuckDB keeps a view as the SQL it was created from, and sqlml expands ``ML.PREDICT(MODEL
+m, ...)`` into the SQL of m's version at that moment: such a view would go on scoring with
+that version after CREATE OR REPLACE MODEL, or break after DROP MODEL. So a view whose
+statement calls ML functions on models is recorded (``sqlml.views``: its query as
+written, the models it reads, and the SQL DuckDB stored), and when one of those models
+changes it is created again, in the same transaction: from the new version, or, the model
+dropped, as a view with the same columns that fails naming the model, until the model is
+created again.
+
+A view that was replaced or dropped since (its SQL in DuckDB is no longer what sqlml made)
+is forgotten. Temporary views live in one session and are not recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlglot.tokens import TokenType
+
+from sqlml.catalog import SCHEMA, quote
+from sqlml.errors import Error, ModelNotFound
+from sqlml.parser import Source
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from sqlml.connection import Connection
+    from sqlml.parser import Statement
+
+_NAME = (TokenType.VAR, TokenType.IDENTIFIER)
+
+
+@dataclass
+class ViewHeader:
+    """``CREATE [OR REPLACE] VIEW [IF NOT EXISTS] name [(columns)] AS query``."""
+
+    parts: list[str]  # the name's parts: [database.][schema.]view
+    if_not_exists: bool
+    columns: str  # the column list as written, or ""
+    query: int  # the index of the query's first token
+
+
+def header(source: Source, lo: int, hi: int) -> ViewHeader | None:
+    """The header of a CREATE VIEW statement (None for another statement, or a temporary
+    view)."""
+    tokens = source.tokens[lo:hi]
+    kinds = [t.token_type for t in tokens]
+    i = 1
+    if not kinds or kinds[0] != TokenType.CREATE:
+        return None
+    if kinds[i : i + 2] == [TokenType.OR, TokenType.REPLACE]:
+        i += 2
+    if i >= len(kinds) or kinds[i] != TokenType.VIEW:
+        return None  # a table, a TEMP VIEW, a MATERIALIZED ...
+    i += 1
+    words = [t.text.upper() for t in tokens[i : i + 3]]
+    if_not_exists = words == ["IF", "NOT", "EXISTS"]
+    if if_not_exists:
+        i += 3
+    parts: list[str] = []
+    while i < len(kinds) and kinds[i] in _NAME:
+        parts.append(tokens[i].text)
+        i += 1
+        if i < len(kinds) and kinds[i] == TokenType.DOT:
+            i += 1
+            continue
+        break
+    columns = ""
+    if i < len(kinds) and kinds[i] == TokenType.L_PAREN:
+        start = i
+        while i < len(kinds) and kinds[i] != TokenType.R_PAREN:
+            i += 1
+        columns = source.text(lo + start, lo + i + 1)
+        i += 1
+    if not parts or len(parts) > 3 or i >= len(kinds) - 1 or kinds[i] != TokenType.ALIAS:
+        return None  # not a form sqlml follows: DuckDB reads it as written
+    return ViewHeader(parts, if_not_exists, columns, lo + i + 1)
+
+
+def create(connection: Connection, statement: Statement, view: ViewHeader) -> None:
+    """Run a CREATE VIEW over ML functions, and record it if it reads models."""
+    from sqlml.catalog import transaction
+
+    con = connection.duckdb
+    expander = connection.expander
+    sql, models = expander.expand_reading_models(statement.source, statement.lo, statement.hi)
+    where = _where(con, view.parts, connection.current_schema())
+    if where is None or not models:  # another database's view, or no model read
+        con.execute(sql)
+        return
+    schema, name = where
+    existed = _view_sql(con, schema, name) is not None
+    with transaction(con):
+        con.execute(sql)
+        if view.if_not_exists and existed:
+            return
+        query = statement.source.text(view.query, statement.hi)
+        _record(con, schema, name, view.columns, query, connection.current_schema(), models)
+
+
+def follow(connection: Connection, schema: str, name: str) -> None:
+    """Create again every recorded view that reads model ``schema.name``, which changed
+    (the caller holds the transaction)."""
+    from sqlml.query import QueryExpander
+
+    con = connection.duckdb
+    if connection.catalog.format_version() is None:
+        return
+    model = f"{schema}.{name}".lower()
+    rows = con.execute(
+        f"""SELECT schema_name, view_name, columns, query, search_schema, models, view_sql
+            FROM {SCHEMA}.views WHERE list_contains(models, ?) ORDER BY ALL""",
+        [model],
+    ).fetchall()
+    for view_schema, view_name, columns, query, search_schema, read, view_sql in rows:
+        if _view_sql(con, view_schema, view_name) != view_sql:
+            _forget(con, view_schema, view_name)  # replaced or dropped since
+            continue
+        expander = QueryExpander(
+            con, connection.catalog, connection.functions, lambda s=search_schema: s
+        )
+        source = Source.of(query)
+        written = columns
+        try:
+            body, read = expander.expand_reading_models(source, 0, len(source.tokens))
+        except Error as e:
+            if isinstance(e, ModelNotFound):
+                reason = (
+                    f"View {view_schema}.{view_name} reads model {schema}.{name}, which was "
+                    "dropped: create the model again (the view follows it) or drop the view"
+                )
+            else:
+                reason = (
+                    f"View {view_schema}.{view_name} could not follow model {schema}.{name}: "
+                    f"{e}. Create the view again"
+                )
+            body = _failing(con, view_schema, view_name, reason)
+            written = ""  # the failing query has the view's column names
+        con.execute(
+            f"CREATE OR REPLACE VIEW {quote(view_schema)}.{quote(view_name)} {written} AS {body}"
+        )
+        _record(con, view_schema, view_name, columns, query, search_schema, read)
+
+
+def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str) -> str:
+    """A query with the view's columns that fails with ``reason`` when it is run."""
+    columns = con.execute(
+        """SELECT column_name, data_type FROM duckdb_columns()
+           WHERE database_name = current_database() AND schema_name = ? AND table_name = ?
+           ORDER BY column_index""",
+        [schema, name],
+    ).fetchall()
+    select = ", ".join(f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in columns)
+    message = "'" + reason.replace("'", "''") + "'"
+    return f"SELECT {select} WHERE error({message}) IS NULL"
+
+
+def _where(
+    con: duckdb.DuckDBPyConnection, parts: list[str], current_schema: str
+) -> tuple[str, str] | None:
+    """(schema, view) of a view name in the current database, None for another database."""
+    if len(parts) == 3:
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+        if parts[0].lower() != database.lower():
+            return None
+    schema = parts[-2] if len(parts) > 1 else current_schema
+    found = con.execute(
+        """SELECT schema_name FROM duckdb_schemas()
+           WHERE database_name = current_database() AND lower(schema_name) = lower(?)""",
+        [schema],
+    ).fetchall()
+    return (found[0][0] if found else schema), parts[-1]
+
+
+def _view_sql(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
+    rows = con.execute(
+        """SELECT sql FROM duckdb_views() WHERE database_name = current_database()
+           AND lower(schema_name) = lower(?) AND lower(view_name) = lower(?)""",
+        [schema, name],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _forget(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> None:
+    con.execute(
+        f"""DELETE FROM {SCHEMA}.views
+            WHERE lower(schema_name) = lower(?) AND lower(view_name) = lower(?)""",
+        [schema, name],
+    )
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    name: str,
+    columns: str,
+    query: str,
+    search_schema: str,
+    models: list[str],
+) -> None:
+    """Remember a view as DuckDB now stores it."""
+    _forget(con, schema, name)
+    con.execute(
+        f"INSERT INTO {SCHEMA}.views VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [schema, name, columns, query, search_schema, models, _view_sql(con, schema, name)],
+    )
