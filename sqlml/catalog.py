@@ -407,9 +407,18 @@ def open_transaction(con: duckdb.DuckDBPyConnection) -> int | None:
     return first if first == second else None
 
 
+def fail_transaction(con: duckdb.DuckDBPyConnection) -> None:
+    """Fail the caller's open transaction, as an error in any of its statements would in
+    DuckDB, so that its COMMIT rolls back: what sqlml did in it cannot be undone alone
+    (DuckDB has no savepoints). Nothing outside a transaction."""
+    with contextlib.suppress(duckdb.Error):
+        if open_transaction(con) not in (None, ABORTED):
+            con.execute("SELECT error('sqlml: a statement failed in this transaction')")
+
+
 class transaction:
     """BEGIN ... COMMIT, or ROLLBACK on error; joins the caller's transaction if one is open
-    (DuckDB has no nested transactions)."""
+    (DuckDB has no nested transactions), and fails it on error (see fail_transaction)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
@@ -430,8 +439,4 @@ class transaction:
         elif self.owned:
             self.con.execute("ROLLBACK")
         else:
-            # Our part of the caller's transaction cannot be undone alone (DuckDB has no
-            # savepoints): fail the transaction, as an error in any of its statements would,
-            # so that its COMMIT rolls back instead of storing half a model.
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("SELECT error('sqlml: a statement failed in this transaction')")
+            fail_transaction(self.con)

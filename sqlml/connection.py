@@ -13,7 +13,7 @@ import duckdb
 from sqlglot import exp
 
 from sqlml import statements, views
-from sqlml.catalog import Catalog, ModelRecord, open_transaction
+from sqlml.catalog import Catalog, ModelRecord, fail_transaction, open_transaction
 from sqlml.console import (
     Console,
     SilentConsole,
@@ -101,15 +101,12 @@ class Connection:
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Run SQL; for a query, return DuckDB's relation (``.df()``, ``.fetchall()``, ...)."""
-        if self.functions.pending:
-            self.functions.settle(self.catalog.current)
-        if not may_contain_ml(query):
-            return self.duckdb.sql(query, params=params)
-        script = split_statements(query)
-        if script is None:  # not readable as sqlml, and not sqlml's: DuckDB's alone
+        script = self._script(query)
+        if script is None:  # not sqlml's: DuckDB's alone
             return self.duckdb.sql(query, params=params)
         result = None
         for statement in script:
+            self.functions.settle()
             result = self._run(statement, params if len(script) == 1 else None)
         return result
 
@@ -117,17 +114,13 @@ class Connection:
         self, query: str, parameters: Sequence[Any] | dict[str, Any] | None = None
     ) -> Connection:
         """Run SQL and keep its result for ``fetchall()``, ``fetchone()``, ``df()``, ..."""
-        if self.functions.pending:
-            self.functions.settle(self.catalog.current)
         self._empty_result = False
-        if not may_contain_ml(query):
-            self.duckdb.execute(query, parameters)
-            return self
-        script = split_statements(query)
+        script = self._script(query)
         if script is None:
             self.duckdb.execute(query, parameters)
             return self
         for statement in script:
+            self.functions.settle()
             sql = self._sql_for(statement)
             if sql is None:
                 self._empty_result = True
@@ -140,6 +133,16 @@ class Connection:
                     raise
                 raise QueryError(str(e)) from e
         return self
+
+    def _script(self, query: str) -> list[Statement] | None:
+        """The statements of ``query`` to run one by one, or None to hand it to DuckDB
+        whole: SQL with nothing of sqlml's, when no transaction that changed models may
+        have ended (ROLLBACK; then a statement: settle in between)."""
+        if self.functions.pending:
+            self.functions.settle()
+        if not self.functions.pending and not may_contain_ml(query):
+            return None
+        return split_statements(query)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [] if self._empty_result else self.duckdb.fetchall()
@@ -249,7 +252,15 @@ class Connection:
             raise QueryError(str(e)) from e
 
     def _sql_for(self, statement: Statement) -> str | None:
-        """Run a DDL statement (None), or return the DuckDB SQL of a query statement."""
+        """Run a DDL statement (None), or return the DuckDB SQL of a query statement. A
+        failure fails the caller's open transaction, as a failing DuckDB statement does."""
+        try:
+            return self._sql_of(statement)
+        except BaseException:
+            fail_transaction(self.duckdb)
+            raise
+
+    def _sql_of(self, statement: Statement) -> str | None:
         ast = statement.ast
         if ast is None:
             if statement.is_plain:

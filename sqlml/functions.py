@@ -16,6 +16,7 @@ the new version at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import re
@@ -48,9 +49,12 @@ def _model_key(schema: str, name: str) -> str:
 
 def udf_name(record: ModelRecord) -> str:
     """Stable per model version (so macros stored in the file find it after reopening), and
-    never reused: a model dropped and created again gets other names."""
+    never reused: another version, other ONNX bytes or another training run (the suffix,
+    from the time it was made) give other names."""
     key = _model_key(record.schema, record.name)
-    return f"__sqlml_{key}_v{record.version}_{record.onnx_sha256[:8]}"
+    name = f"__sqlml_{key}_v{record.version}_{record.onnx_sha256[:8]}"
+    suffix = record.metadata.get("udf_suffix")  # versions stored before it have none
+    return f"{name}_{suffix}" if suffix else name
 
 
 def generation_variable(schema: str, name: str) -> str:
@@ -130,16 +134,26 @@ def compiled(record: ModelRecord) -> compiler.CompiledModel:
     return compiler.compile_record(record, families.get(record.model_type))
 
 
+# Every Python function handed to DuckDB as a UDF, for the life of the process. DuckDB's
+# catalog entry points at the function without owning it: a transaction that began before
+# the UDF was removed still sees and calls it, and one removed inside a transaction comes
+# back at its ROLLBACK. Kept here, such a call finds the function (which then says that the
+# version is gone) instead of freed memory. One small closure per registration.
+_HANDED: list[Callable[..., object]] = []
+
+
 @dataclass
 class _Changes:
-    """Models changed inside the caller's transaction, settled once it ends."""
+    """What an open transaction of the caller did to models, settled once it ends."""
 
     transaction: int
     # (schema, name) -> the generation variable's value before the transaction changed it
     previous: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    # (schema, name) -> the generation of its version the transaction made current (None:
-    # dropped), which is in the catalog afterwards only if the transaction committed
-    made: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    # (schema, name) -> (the generation it set, whether it stored a version) for each model
+    # it stored or dropped
+    made: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+    # UDFs registered inside it, on the caller's connection: gone if it rolled back
+    registered: set[str] = field(default_factory=set)
 
 
 class FunctionRegistry:
@@ -147,11 +161,11 @@ class FunctionRegistry:
 
     DuckDB's Python UDFs do not roll back with the transaction that registered or removed
     them: a UDF registered inside one is gone after ROLLBACK although the connection still
-    holds its Python function, and one removed inside one comes back to the catalog after
-    ROLLBACK without the Python function (DuckDB would call freed memory). So a UDF is
-    registered on a cursor of our own, outside any transaction, unless the caller's
-    transaction is open (it would not see it); and none is removed while the caller's
-    transaction is open: which versions stay is settled once it has ended.
+    holds its name, and one removed inside one comes back to the catalog after ROLLBACK. So
+    a UDF is registered on a cursor of our own, outside any transaction, unless the
+    caller's transaction is open (it would not see it); none is removed while the caller's
+    transaction is open; and once it has ended, settle() keeps the UDFs of the versions
+    then current, registering again those a rollback took away.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, load: Callable[[ModelRecord], bytes]):
@@ -164,11 +178,6 @@ class FunctionRegistry:
         # Python UDFs per database, and each lives only as long as the connection that made it.
         self._borrowed: set[str] = set()
         self._owner: duckdb.DuckDBPyConnection | None = None
-        # Registered in a transaction that rolled back: the connection still holds the name.
-        self._stuck: set[str] = set()
-        # Every Python function handed to DuckDB: a transaction that began before a UDF was
-        # removed may still call it, so it must never be freed before the registry is.
-        self._handed: list[Callable[..., object]] = []
         self._changes: _Changes | None = None
 
     def runtime(self, record: ModelRecord) -> ModelRuntime:
@@ -182,12 +191,16 @@ class FunctionRegistry:
         """The stored ONNX file of a version (or trial), as it is in the catalog."""
         return self._load(record)
 
-    def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
+    def register(
+        self, record: ModelRecord, runtime: ModelRuntime | None = None, *, owner: bool = False
+    ) -> None:
         """Register the UDFs of a version scored from Python, by onnxruntime or natively
         (no database change), scoring with ``runtime`` if given (its session is then
         shared): one returning every output column as a struct (ML.PREDICT), one per output
         column (the model's functions, which then build only what they return), and for a
-        native model one returning the raw scores (its ML.PREDICT, outputs in SQL)."""
+        native model one returning the raw scores (its ML.PREDICT, outputs in SQL).
+        ``owner``: on our own cursor, without looking at the caller's transaction (which
+        may hold a result not yet fetched)."""
         name = udf_name(record)
         if runtime is not None:
             self.runtimes.setdefault(name, runtime)
@@ -212,24 +225,22 @@ class FunctionRegistry:
             bodies.append(
                 (f"{name}_raw", lambda r, columns: r.raw_array(*columns), _raw_type(record))
             )
-        inside = open_transaction(self.con) is not None
-        if inside and name in self._stuck:
-            raise CatalogError(
-                f"Model {record.qualified}: this connection registered its version "
-                f"{record.version} in a transaction that was rolled back, and DuckDB cannot "
-                "register it again on the same connection. Run the statement outside a "
-                "transaction, or reconnect"
-            )
+        transaction = None if owner else open_transaction(self.con)
+        inside = transaction is not None
         target = self.con if inside else self._owner_connection()
         params = udf_parameter_types(record)
         made = [
             self._create_function(target, udf, name, body, params, returns)
             for udf, body, returns in bodies
         ]
-        if made[0]:
-            self._created[name] = target
-        else:
+        if not made[0]:
             self._borrowed.add(name)
+            return
+        self._created[name] = target
+        if transaction is not None:  # settled once the transaction has ended
+            self._note(record.schema, record.name, transaction)
+            assert self._changes is not None
+            self._changes.registered.add(name)
 
     def _owner_connection(self) -> duckdb.DuckDBPyConnection:
         if self._owner is None:
@@ -250,7 +261,7 @@ class FunctionRegistry:
         runtimes = self.runtimes
 
         def score(*columns: object) -> object:
-            # Looked up per call, so that a removed version's scorer is freed.
+            # Looked up per call, so that a removed version's scorer is freed (see _HANDED).
             runtime = runtimes.get(version)
             if runtime is None:
                 raise CatalogError(
@@ -280,7 +291,7 @@ class FunctionRegistry:
             if "already" not in str(e):
                 raise
             return False  # the same (immutable) version, from another connection
-        self._handed.append(score)
+        _HANDED.append(score)
         return True
 
     def unregister(self, name: str) -> None:
@@ -304,12 +315,11 @@ class FunctionRegistry:
         if runtime is not None and inference(runtime.record) == NATIVE:
             functions.append(f"{name}_raw")
         for function in functions:
-            try:
+            # Fails when it went with a rolled-back transaction (the connection keeps the
+            # name: a training run's UDF names are its own, see udf_name), or in a failed
+            # transaction of the caller's: what DuckDB still lists stays callable (_HANDED).
+            with contextlib.suppress(duckdb.Error):
                 home.remove_function(function)
-            except duckdb.CatalogException:
-                # Registered in a transaction that rolled back: DuckDB's catalog lost it,
-                # the connection still holds the name.
-                self._stuck.add(name)
 
     def unregister_model(self, schema: str, name: str, keep: ModelRecord | None = None) -> None:
         """Every registered version of one model (after DROP), or every one but ``keep``
@@ -334,8 +344,7 @@ class FunctionRegistry:
         if transaction is not None:
             self._note(schema, name, transaction)
             assert self._changes is not None
-            made = None if record is None else int(record.metadata["generation"])
-            self._changes.made[(schema.lower(), name.lower())] = made
+            self._changes.made[(schema.lower(), name.lower())] = (generation, record is not None)
         set_generation(self.con, schema, name, generation)
         if transaction is None:
             self.unregister_model(schema, name, keep=record)
@@ -343,6 +352,8 @@ class FunctionRegistry:
     def _note(self, schema: str, name: str, transaction: int) -> None:
         """Remember a model the caller's open transaction changes, and its generation
         variable as it was before."""
+        if self._changes is not None and self._changes.transaction != transaction:
+            self.settle()  # an earlier transaction's, ended without a statement since
         if self._changes is None:
             self._changes = _Changes(transaction)
         key = (schema.lower(), name.lower())
@@ -356,38 +367,67 @@ class FunctionRegistry:
                 ).fetchall()[0][0]
             )
 
-    def settle(self, current: Callable[[str, str], ModelRecord | None]) -> None:
+    def settle(self) -> None:
         """Once the transaction that changed models has ended: keep only the UDFs of the
-        versions now current; where it rolled back, the generations go back too."""
+        versions now current, registered again where a rollback took them; where it rolled
+        back a change, the generation goes back too."""
+        from sqlml.catalog import Catalog
+
         changes = self._changes
         if changes is None or open_transaction(self.con) in (changes.transaction, ABORTED):
-            return
+            return  # nothing to settle, or the transaction still open
         self._changes = None
+        if changes.registered:
+            listed = {
+                row[0]
+                for row in self.con.execute(
+                    "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE "
+                    "'\\_\\_sqlml\\_%' ESCAPE '\\'"
+                ).fetchall()
+            }
+            for udf in changes.registered - listed:  # rolled back with the transaction
+                self._created.pop(udf, None)
+        catalog = Catalog(self.con)
         for (schema, name), previous in changes.previous.items():
-            record = current(schema, name)
+            record = catalog.current(schema, name)
             now = None if record is None else int(record.metadata["generation"])
-            if (schema, name) in changes.made and changes.made[(schema, name)] != now:
-                set_generation(self.con, schema, name, previous or 0)  # rolled back
+            if (schema, name) in changes.made:
+                generation, stored = changes.made[(schema, name)]
+                # A later version (another connection's) also means the change committed.
+                if (stored and now is None) or (now is not None and now < generation):
+                    set_generation(self.con, schema, name, previous or 0)  # rolled back
             self.unregister_model(schema, name, keep=record)
+            if record is not None and udf_name(record) in self.runtimes:
+                self.register(record)  # again, if a rollback took it
 
-    def unregister_all(self) -> list[str]:
-        """Remove every UDF; the names of those this registry had created."""
-        created = sorted(self._created)
+    def unregister_all(self) -> list[ModelRecord]:
+        """Remove every UDF; the versions of those this registry had created."""
+        created = [self.runtimes[n].record for n in sorted(self._created) if n in self.runtimes]
         self._changes = None
-        for name in list(self.runtimes):
+        owned_first = sorted(self._created, key=lambda n: self._created[n] is self.con)
+        for name in owned_first + [n for n in self.runtimes if n not in self._created]:
             self._remove(name)
         if self._owner is not None:
             self._owner.close()
             self._owner = None
         return created
 
-    def adopt(self, names: list[str]) -> None:
-        """Another connection removed these UDFs as it closed: register again those this
-        registry was using, now as their owner."""
-        for name in names:
-            if name in self._borrowed:
-                self._borrowed.discard(name)
-                self.register(self.runtimes[name].record)
+    def adopt(self, records: list[ModelRecord]) -> None:
+        """Another connection to this database removed the UDFs of these versions as it
+        closed: register those still current again, now as their owner (on its own cursor:
+        this connection may be in a transaction, or hold a result not yet fetched)."""
+        from sqlml.catalog import Catalog
+
+        catalog = Catalog(self._owner_connection())
+        for record in records:
+            name = udf_name(record)
+            if name in self._created:
+                continue
+            current = catalog.current(record.schema, record.name)
+            if current is None or udf_name(current) != name:
+                continue  # replaced or dropped since: nothing calls it
+            self._borrowed.discard(name)
+            self.register(record, owner=True)
 
     # -- SQL ---------------------------------------------------------------------------------
 

@@ -115,7 +115,9 @@ class QueryExpander:
         if record is None:
             known = [r.qualified for r in self.catalog.all_current()]
             listing = f"Models here: {', '.join(known)}" if known else "There are no models yet"
-            raise ModelNotFound(f"Model {schema}.{table.name} does not exist. {listing}")
+            error = ModelNotFound(f"Model {schema}.{table.name} does not exist. {listing}")
+            error.model = f"{schema}.{table.name}"  # type: ignore[attr-defined]
+            raise error
         if self._reading is not None:
             self._reading.add(record.qualified.lower())
         return record

@@ -272,7 +272,6 @@ def _store(
                 for trial_record, trial_bytes in trials:
                     connection.catalog.add_trial(trial_record, trial_bytes)
                 connection.functions.create_macros(record)
-                views.follow(connection, record.schema, record.name)
         except duckdb.Error as e:
             connection.functions.unregister(udf_name(record))
             raise CatalogError(f"Storing model {record.qualified} failed: {e}") from e
@@ -284,6 +283,7 @@ def _store(
         connection.functions.changed(
             record.schema, record.name, record, record.metadata["generation"]
         )
+        views.follow(connection, record.schema, record.name)
 
 
 def _choose_inference(
@@ -436,10 +436,10 @@ def drop_model(connection: Connection, statement: Statement) -> None:
         with transaction(connection.duckdb):
             connection.catalog.drop(record.schema, record.name)
             connection.functions.drop_macros(record.schema, record.name, record.task)
-            views.follow(connection, record.schema, record.name)
     except duckdb.Error as e:
         raise CatalogError(f"Dropping model {record.qualified} failed: {e}") from e
     connection.functions.changed(record.schema, record.name, None, time.time_ns() // 1000)
+    views.follow(connection, record.schema, record.name)
 
 
 def describe_model_sql(connection: Connection, statement: Statement) -> str:
@@ -551,6 +551,9 @@ def _metadata(
         "created_at": created.replace(tzinfo=None).isoformat(sep=" "),
         # Microseconds since the epoch: orders every version ever made of a model name.
         "generation": int(created.timestamp() * 1_000_000),
+        # Part of its UDFs' names (functions.udf_name): a model trained again from the same
+        # rows after a rollback gets other names than those the rollback took away.
+        "udf_suffix": f"{int(created.timestamp() * 1_000_000):x}"[-8:],
         "training": {
             "sql": plan.training_sql,
             "rows_read": trained.rows_read if trained else 0,

@@ -15,18 +15,19 @@ is forgotten. Temporary views live in one session and are not recorded.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import duckdb
 from sqlglot.tokens import TokenType
 
-from sqlml.catalog import SCHEMA, quote
-from sqlml.errors import Error, ModelNotFound
+from sqlml.catalog import ABORTED, SCHEMA, open_transaction, quote, transaction
+from sqlml.errors import CatalogError, Error, ModelNotFound
 from sqlml.parser import Source
 
 if TYPE_CHECKING:
-    import duckdb
-
     from sqlml.connection import Connection
     from sqlml.parser import Statement
 
@@ -82,12 +83,11 @@ def header(source: Source, lo: int, hi: int) -> ViewHeader | None:
 
 def create(connection: Connection, statement: Statement, view: ViewHeader) -> None:
     """Run a CREATE VIEW over ML functions, and record it if it reads models."""
-    from sqlml.catalog import transaction
-
     con = connection.duckdb
     expander = connection.expander
     sql, models = expander.expand_reading_models(statement.source, statement.lo, statement.hi)
-    where = _where(con, view.parts, connection.current_schema())
+    search_schema = connection.current_schema()
+    where = _where(con, view.parts, search_schema)
     if where is None or not models:  # another database's view, or no model read
         con.execute(sql)
         return
@@ -98,12 +98,13 @@ def create(connection: Connection, statement: Statement, view: ViewHeader) -> No
         if view.if_not_exists and existed:
             return
         query = statement.source.text(view.query, statement.hi)
-        _record(con, schema, name, view.columns, query, connection.current_schema(), models)
+        _record(con, schema, name, view.columns, query, search_schema, models)
 
 
 def follow(connection: Connection, schema: str, name: str) -> None:
-    """Create again every recorded view that reads model ``schema.name``, which changed
-    (the caller holds the transaction)."""
+    """Create again every recorded view that reads model ``schema.name``, which changed:
+    each in its own transaction, or in the caller's if one is open (a DuckDB error there
+    fails it: sqlml cannot go on in it)."""
     from sqlml.query import QueryExpander
 
     con = connection.duckdb
@@ -111,38 +112,67 @@ def follow(connection: Connection, schema: str, name: str) -> None:
         return
     model = f"{schema}.{name}".lower()
     rows = con.execute(
-        f"""SELECT schema_name, view_name, columns, query, search_schema, models, view_sql
+        f"""SELECT schema_name, view_name, columns, query, search_schema, view_sql
             FROM {SCHEMA}.views WHERE list_contains(models, ?) ORDER BY ALL""",
         [model],
     ).fetchall()
-    for view_schema, view_name, columns, query, search_schema, read, view_sql in rows:
+    for view_schema, view_name, columns, query, search_schema, view_sql in rows:
+        target = f"{quote(view_schema)}.{quote(view_name)}"
         if _view_sql(con, view_schema, view_name) != view_sql:
-            _forget(con, view_schema, view_name)  # replaced or dropped since
+            with transaction(con):
+                _forget(con, view_schema, view_name)  # replaced or dropped since
             continue
         expander = QueryExpander(
             con, connection.catalog, connection.functions, lambda s=search_schema: s
         )
         source = Source.of(query)
-        written = columns
         try:
-            body, read = expander.expand_reading_models(source, 0, len(source.tokens))
-        except Error as e:
-            if isinstance(e, ModelNotFound):
-                reason = (
-                    f"View {view_schema}.{view_name} reads model {schema}.{name}, which was "
-                    "dropped: create the model again (the view follows it) or drop the view"
-                )
-            else:
-                reason = (
-                    f"View {view_schema}.{view_name} could not follow model {schema}.{name}: "
-                    f"{e}. Create the view again"
-                )
-            body = _failing(con, view_schema, view_name, reason)
-            written = ""  # the failing query has the view's column names
-        con.execute(
-            f"CREATE OR REPLACE VIEW {quote(view_schema)}.{quote(view_name)} {written} AS {body}"
-        )
-        _record(con, view_schema, view_name, columns, query, search_schema, read)
+            with _schema(con, search_schema):  # where its unqualified names were resolved
+                body, read = expander.expand_reading_models(source, 0, len(source.tokens))
+                with transaction(con):
+                    con.execute(f"CREATE OR REPLACE VIEW {target} {columns} AS {body}")
+                    _record(con, view_schema, view_name, columns, query, search_schema, read)
+            continue
+        except ModelNotFound as e:
+            missing = getattr(e, "model", f"{schema}.{name}")
+            reason = (
+                f"View {view_schema}.{view_name} reads model {missing}, which was dropped: "
+                "create the model again (the view follows it) or drop the view"
+            )
+        except (Error, duckdb.Error) as e:
+            reason = (
+                f"View {view_schema}.{view_name} could not follow model {schema}.{name}: "
+                f"{e}. Create the view again"
+            )
+        if open_transaction(con) == ABORTED:
+            raise CatalogError(reason)
+        with transaction(con):  # the view's columns, failing with the reason when read
+            failing = _failing(con, view_schema, view_name, reason)
+            con.execute(f"CREATE OR REPLACE VIEW {target} AS {failing}")
+            read = con.execute(
+                f"SELECT models FROM {SCHEMA}.views WHERE schema_name = ? AND view_name = ?",
+                [view_schema, view_name],
+            ).fetchall()[0][0]
+            _record(con, view_schema, view_name, columns, query, search_schema, read)
+
+
+@contextlib.contextmanager
+def _schema(con: duckdb.DuckDBPyConnection, schema: str) -> Iterator[None]:
+    """DuckDB's current schema set to ``schema`` meanwhile."""
+    current = con.execute("SELECT current_schema()").fetchall()[0][0]
+    if current.lower() == schema.lower():
+        yield
+        return
+    con.execute(f"SET schema = {_literal(schema)}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"SET schema = {_literal(current)}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str) -> str:
@@ -161,18 +191,30 @@ def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str
 def _where(
     con: duckdb.DuckDBPyConnection, parts: list[str], current_schema: str
 ) -> tuple[str, str] | None:
-    """(schema, view) of a view name in the current database, None for another database."""
+    """(schema, view) of a view name as DuckDB resolves it, None when it is in another
+    database: ``db.schema.v``; ``x.v``, x a schema of the current database, else a
+    database (its schema main); ``v``, the current schema."""
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    schemas = {
+        row[0].lower(): row[0]
+        for row in con.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()"
+        ).fetchall()
+    }
     if len(parts) == 3:
-        database = con.execute("SELECT current_database()").fetchall()[0][0]
         if parts[0].lower() != database.lower():
             return None
-    schema = parts[-2] if len(parts) > 1 else current_schema
-    found = con.execute(
-        """SELECT schema_name FROM duckdb_schemas()
-           WHERE database_name = current_database() AND lower(schema_name) = lower(?)""",
-        [schema],
-    ).fetchall()
-    return (found[0][0] if found else schema), parts[-1]
+        schema = parts[1]
+    elif len(parts) == 2:
+        if parts[0].lower() in schemas:
+            schema = parts[0]
+        elif parts[0].lower() == database.lower():
+            schema = "main"
+        else:
+            return None
+    else:
+        schema = current_schema
+    return schemas.get(schema.lower(), schema), parts[-1]
 
 
 def _view_sql(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
@@ -203,7 +245,10 @@ def _record(
 ) -> None:
     """Remember a view as DuckDB now stores it."""
     _forget(con, schema, name)
+    stored = _view_sql(con, schema, name)
+    if stored is None:  # not where sqlml looked for it: not followed
+        return
     con.execute(
         f"INSERT INTO {SCHEMA}.views VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [schema, name, columns, query, search_schema, models, _view_sql(con, schema, name)],
+        [schema, name, columns, query, search_schema, models, stored],
     )

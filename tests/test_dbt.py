@@ -258,7 +258,13 @@ def test_create_model_joins_an_open_transaction(con: sqlml.Connection):
     assert con.sql("SELECT name, version FROM (SHOW MODELS)").fetchall() == [("m", 1)]
 
 
-def test_a_udf_outlives_the_dbt_cursor_that_registered_it():
+@pytest.mark.parametrize(
+    "options",
+    ["model_type = 'linear_reg', inference = 'onnx'",
+     "model_type = 'boosted_tree_regressor', max_iterations = 5, inference = 'native'"],
+    ids=["onnx", "native"],
+)  # fmt: skip
+def test_a_udf_outlives_the_dbt_cursor_that_registered_it(options):
     # dbt closes each model's cursor when the model is built, while other threads' cursors
     # go on scoring with the UDF that cursor registered.
     from dbt.adapters.duckdb.environments import Environment
@@ -278,7 +284,7 @@ def test_a_udf_outlives_the_dbt_cursor_that_registered_it():
     trainer = cursor()
     trainer.execute("BEGIN TRANSACTION")
     trainer.execute(
-        "CREATE MODEL mass OPTIONS (model_type = 'linear_reg', inference = 'onnx', "
+        f"CREATE MODEL mass OPTIONS ({options}, "
         "input_label_cols = ['body_mass_g']) AS SELECT island, bill_length_mm, body_mass_g "
         "FROM penguins WHERE body_mass_g IS NOT NULL"
     )

@@ -14,14 +14,13 @@ The UDFs of models scored by onnxruntime need care. A UDF is seen by every conne
 the database, but only by transactions that start after it is registered, and its Python
 function goes away when the connection that registered it closes. dbt runs each model in
 a transaction on a cursor it closes afterwards. So the stored models' UDFs are registered
-on dbt's root connection when it opens; a UDF registered later (a model trained in this
+on a cursor of dbt's root connection when it opens; a UDF registered later (a model trained in this
 run) is registered on the cursor that needs it, inside its transaction, and that cursor is
 kept open until dbt closes the root connection, which closes it too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +33,7 @@ from dbt.adapters.events.logging import AdapterLogger
 from sqlml.catalog import ModelRecord, transaction
 from sqlml.connection import Connection
 from sqlml.console import Console
-from sqlml.functions import ONNX, FunctionRegistry, inference, udf_name
+from sqlml.functions import SQL, FunctionRegistry, inference, udf_name
 from sqlml.parser import may_contain_ml
 from sqlml.runtime import ModelRuntime
 
@@ -173,8 +172,9 @@ class _Connection(Connection):
 
 
 class _Functions(FunctionRegistry):
-    """Registers a UDF only if no connection of this root has: on this connection (visible
-    to its open transaction, if any), which is then kept open."""
+    """Registers a UDF only if no connection of this root has (the registry's rules say on
+    which connection: see FunctionRegistry); this connection is then kept open, since a UDF
+    lives as long as the connection that registered it."""
 
     def __init__(
         self,
@@ -187,28 +187,25 @@ class _Functions(FunctionRegistry):
         self._root = root
         self._keep = keep
 
-    def register(self, record: ModelRecord, runtime: ModelRuntime | None = None) -> None:
+    def register(
+        self, record: ModelRecord, runtime: ModelRuntime | None = None, *, owner: bool = False
+    ) -> None:
         name = udf_name(record)
         with self._root.lock:
-            if inference(record) != ONNX or name in self._root.udfs:
+            if inference(record) == SQL or name in self._root.udfs:
                 if runtime is not None:
                     self.runtimes.setdefault(name, runtime)
                 return
             self._keep()
             self._root.udfs.add(name)
             try:
-                super().register(record, runtime)
+                super().register(record, runtime, owner=owner)
             except BaseException:
                 self._root.udfs.discard(name)
                 raise
 
-    def unregister(self, name: str) -> None:
+    def _remove(self, name: str) -> None:
         with self._root.lock:
-            if name not in self._created:  # registered by another connection: it stays
-                self.runtimes.pop(name, None)
-                return
-            self._root.udfs.discard(name)
-            # Fails in an aborted transaction (whose rollback removes the UDF) and on a
-            # connection dbt already closed.
-            with contextlib.suppress(duckdb.Error):
-                super().unregister(name)
+            if name in self._created:  # else another connection's: it stays
+                self._root.udfs.discard(name)
+            super()._remove(name)

@@ -144,8 +144,12 @@ def _source(root: Path, path: Path) -> tuple[str, Source, int, int]:
     try:
         source = Source.of(text)
     except ParseError as e:
-        # DuckDB's parser places some errors better (an unterminated string: its quote).
-        raise ProjectError(f"{relative}: {_duckdb_syntax_error(text) or e}") from None
+        # DuckDB's parser places an unterminated string better (at its quote); its other
+        # errors could be about sqlml's own syntax (MODEL m).
+        duckdb_error = _duckdb_syntax_error(text)
+        if duckdb_error is None or "unterminated" not in duckdb_error:
+            duckdb_error = None
+        raise ProjectError(f"{relative}: {duckdb_error or e}") from None
     ranges = statement_ranges(source)
     if len(ranges) != 1:
         what = "no statement" if not ranges else f"{len(ranges)} statements"

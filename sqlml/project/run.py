@@ -218,7 +218,8 @@ class _Runner:
 
     def run(self, tests: list[Node]) -> list[NodeResult]:
         """The chosen nodes in order, then the tests. Whatever a node or test raises fails it
-        alone; Ctrl-C interrupts it and skips the rest."""
+        alone (inside a transaction of the caller's, a failure fails that transaction, as in
+        DuckDB, and so the nodes after it); Ctrl-C interrupts it and skips the rest."""
         duck = self.con.duckdb
         outer_transaction = open_transaction(duck) is not None  # the caller's: never ended here
         self.stored = self.state.load()
