@@ -184,8 +184,7 @@ def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str
         [schema, name],
     ).fetchall()
     select = ", ".join(f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in columns)
-    message = "'" + reason.replace("'", "''") + "'"
-    return f"SELECT {select} WHERE error({message}) IS NULL"
+    return f"SELECT {select} WHERE error({_literal(reason)}) IS NULL"
 
 
 def _where(

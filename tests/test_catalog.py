@@ -631,3 +631,23 @@ def test_view_names_resolve_as_duckdb_resolves_them(con, tmp_path):
     assert con.sql("SELECT * FROM here").fetchall() == new
     assert con.sql("SELECT * FROM reports.there").fetchall() == new
     assert con.sql("SELECT * FROM other.elsewhere").fetchall() == old  # not followed
+
+
+def test_a_view_follows_with_its_names_resolved_where_it_was_created(con):
+    create, replace, _, _, _ = SCORED["mass"]
+    con.sql(create)
+    con.sql("CREATE SCHEMA field")
+    con.sql("CREATE TABLE field.birds AS SELECT * FROM penguins WHERE island = 'Dream'")
+    con.sql("USE field")
+    con.sql(
+        "CREATE VIEW scored AS SELECT predicted_body_mass_g FROM "
+        "ML.PREDICT(MODEL main.mass, TABLE birds)"  # field.birds
+    )
+    con.sql("USE main")
+    con.sql(replace)
+    expected = con.sql(
+        "SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL mass, TABLE field.birds)"
+    ).fetchall()
+    assert con.sql("SELECT * FROM field.scored").fetchall() == expected
+    assert len(expected) == 124
+    assert con.sql("SELECT current_schema()").fetchall() == [("main",)]
