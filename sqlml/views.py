@@ -16,6 +16,7 @@ is forgotten. Temporary views live in one session and are not recorded.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,16 +113,24 @@ def follow(connection: Connection, schema: str, name: str) -> None:
         return
     model = f"{schema}.{name}".lower()
     rows = con.execute(
-        f"""SELECT schema_name, view_name, columns, query, search_schema, view_sql
+        f"""SELECT schema_name, view_name, columns, query, search_schema, models, view_sql
             FROM {SCHEMA}.views WHERE list_contains(models, ?) ORDER BY ALL""",
         [model],
     ).fetchall()
-    for view_schema, view_name, columns, query, search_schema, view_sql in rows:
-        target = f"{quote(view_schema)}.{quote(view_name)}"
-        if _view_sql(con, view_schema, view_name) != view_sql:
+    for view_schema, view_name, columns, query, search_schema, models, view_sql in rows:
+        now = _view_sql(con, view_schema, view_name)
+        if now is None and (renamed := _renamed(con, view_sql)) is not None:
+            with transaction(con):  # follow it under its new name (dbt renames its views)
+                _forget(con, view_schema, view_name)
+                view_schema, view_name = renamed
+                _forget(con, view_schema, view_name)
+                _record(con, view_schema, view_name, columns, query, search_schema, models)
+            now = view_sql = _view_sql(con, view_schema, view_name)
+        if now != view_sql:
             with transaction(con):
                 _forget(con, view_schema, view_name)  # replaced or dropped since
             continue
+        target = f"{quote(view_schema)}.{quote(view_name)}"
         expander = QueryExpander(
             con, connection.catalog, connection.functions, lambda s=search_schema: s
         )
@@ -149,11 +158,7 @@ def follow(connection: Connection, schema: str, name: str) -> None:
         with transaction(con):  # the view's columns, failing with the reason when read
             failing = _failing(con, view_schema, view_name, reason)
             con.execute(f"CREATE OR REPLACE VIEW {target} AS {failing}")
-            read = con.execute(
-                f"SELECT models FROM {SCHEMA}.views WHERE schema_name = ? AND view_name = ?",
-                [view_schema, view_name],
-            ).fetchall()[0][0]
-            _record(con, view_schema, view_name, columns, query, search_schema, read)
+            _record(con, view_schema, view_name, columns, query, search_schema, models)
 
 
 @contextlib.contextmanager
@@ -214,6 +219,29 @@ def _where(
     else:
         schema = current_schema
     return schemas.get(schema.lower(), schema), parts[-1]
+
+
+# DuckDB's SQL of a view starts CREATE VIEW [schema.]name: what follows is its definition.
+_PART = r'(?:"(?:[^"]|"")*"|[^ ."(]+)'
+_VIEW_NAME = re.compile(rf"^CREATE VIEW (?:{_PART}\.)?{_PART}")
+
+
+def _renamed(con: duckdb.DuckDBPyConnection, view_sql: str) -> tuple[str, str] | None:
+    """(schema, name) of the one view of this database sqlml does not follow yet whose
+    definition is ``view_sql``'s under another name (ALTER VIEW ... RENAME TO), if there is
+    exactly one."""
+    definition = _VIEW_NAME.sub("", view_sql, count=1)
+    found = [
+        (schema, name)
+        for schema, name, sql in con.execute(
+            f"""SELECT schema_name, view_name, sql FROM duckdb_views() v
+                WHERE database_name = current_database() AND NOT internal AND NOT EXISTS
+                  (SELECT 1 FROM {SCHEMA}.views r WHERE lower(r.schema_name) =
+                   lower(v.schema_name) AND lower(r.view_name) = lower(v.view_name))"""
+        ).fetchall()
+        if _VIEW_NAME.sub("", sql, count=1) == definition
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def _view_sql(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:

@@ -651,3 +651,16 @@ def test_a_view_follows_with_its_names_resolved_where_it_was_created(con):
     assert con.sql("SELECT * FROM field.scored").fetchall() == expected
     assert len(expected) == 124
     assert con.sql("SELECT current_schema()").fetchall() == [("main",)]
+
+
+def test_a_view_renamed_the_way_dbt_does_it_still_follows(con):
+    """dbt-duckdb creates a view under a temporary name, then renames it over the old one."""
+    create, replace, predict, _, _ = SCORED["mass"]
+    con.sql(create)
+    con.sql(f"CREATE VIEW scored__dbt_tmp AS {predict}")
+    con.sql("ALTER VIEW scored__dbt_tmp RENAME TO scored")
+    con.sql(replace)
+    assert con.sql("SELECT * FROM scored").fetchall() == con.sql(predict).fetchall()
+    assert con.sql("SELECT view_name, models FROM sqlml.views").fetchall() == [
+        ("scored", ["main.mass"])
+    ]
