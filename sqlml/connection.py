@@ -93,8 +93,10 @@ class Connection:
         self.functions = self._function_registry(con)
         self.expander = QueryExpander(con, self.catalog, self.functions, self.current_schema)
         if self.catalog.check(read_only=read_only):
-            for record in self.catalog.all_current():
+            current = self.catalog.all_current()
+            for record in current:
                 self.functions.register(record)
+            self.functions.resync(current)
         _OPEN.add(self)
 
     # -- DuckDB's interface -------------------------------------------------------------
@@ -242,7 +244,7 @@ class Connection:
 
     def _run(self, statement: Statement, params: Any) -> duckdb.DuckDBPyRelation | None:
         if statement.is_plain:
-            return self.duckdb.sql(statement.text, params=params)
+            return self.duckdb.sql(statement.on_its_line(statement.text), params=params)
         sql = self._sql_for(statement)
         if sql is None:
             return None
@@ -264,12 +266,13 @@ class Connection:
         ast = statement.ast
         if ast is None:
             if statement.is_plain:
-                return statement.text
+                return statement.on_its_line(statement.text)
             view = views.header(statement.source, statement.lo, statement.hi)
             if view is not None:
                 views.create(self, statement, view)
                 return None
-            return self.expander.expand(statement.source, statement.lo, statement.hi)
+            expanded = self.expander.expand(statement.source, statement.lo, statement.hi)
+            return statement.on_its_line(expanded)
         if isinstance(ast, CreateModel):
             statements.create_model(self, statement)
             return None

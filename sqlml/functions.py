@@ -323,12 +323,15 @@ class FunctionRegistry:
 
     def unregister_model(self, schema: str, name: str, keep: ModelRecord | None = None) -> None:
         """Every registered version of one model (after DROP), or every one but ``keep``
-        (once replaced by it)."""
+        and its tuning trials (once replaced by it; a model dropped and created again in one
+        transaction has a version 1 again, with other UDFs)."""
+        kept = None if keep is None else udf_name(keep)
         for udf, runtime in list(self.runtimes.items()):
             record = runtime.record
             if (record.schema.lower(), record.name.lower()) != (schema.lower(), name.lower()):
                 continue
-            if keep is None or record.version != keep.version:
+            trial_of_kept = keep is not None and record.trial_id is not None
+            if udf != kept and not (trial_of_kept and record.version == keep.version):
                 self.unregister(udf)
 
     @property
@@ -399,6 +402,21 @@ class FunctionRegistry:
             self.unregister_model(schema, name, keep=record)
             if record is not None and udf_name(record) in self.runtimes:
                 self.register(record)  # again, if a rollback took it
+
+    def resync(self, current: list[ModelRecord]) -> None:
+        """Bring back the generations this session set for versions that are not current:
+        a transaction rolled back on the DuckDB connection itself, that no sqlml statement
+        saw end (see settle), would leave the current versions' functions failing."""
+        values = dict(
+            self.con.execute(
+                "SELECT name, value FROM duckdb_variables() WHERE name LIKE '__sqlml_generation_%'"
+            ).fetchall()
+        )
+        for record in current:
+            value = values.get(generation_variable(record.schema, record.name))
+            generation = int(record.metadata["generation"])
+            if value is not None and int(value) > generation:
+                set_generation(self.con, record.schema, record.name, generation)
 
     def unregister_all(self) -> list[ModelRecord]:
         """Remove every UDF; the versions of those this registry had created."""

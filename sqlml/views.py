@@ -25,7 +25,7 @@ import duckdb
 from sqlglot.tokens import TokenType
 
 from sqlml.catalog import ABORTED, SCHEMA, open_transaction, quote, transaction
-from sqlml.errors import CatalogError, Error, ModelNotFound
+from sqlml.errors import CatalogError, Error, ModelNotFound, QueryError
 from sqlml.parser import Source
 
 if TYPE_CHECKING:
@@ -87,19 +87,34 @@ def create(connection: Connection, statement: Statement, view: ViewHeader) -> No
     con = connection.duckdb
     expander = connection.expander
     sql, models = expander.expand_reading_models(statement.source, statement.lo, statement.hi)
+    sql = statement.on_its_line(sql)
     search_schema = connection.current_schema()
     where = _where(con, view.parts, search_schema)
-    if where is None or not models:  # another database's view, or no model read
-        con.execute(sql)
-        return
-    schema, name = where
-    existed = _view_sql(con, schema, name) is not None
-    with transaction(con):
-        con.execute(sql)
-        if view.if_not_exists and existed:
+    try:
+        if where is None or not models:  # another database's view, or no model read
+            con.execute(sql)
             return
-        query = statement.source.text(view.query, statement.hi)
-        _record(con, schema, name, view.columns, query, search_schema, models)
+        schema, name = where
+        existed = _view_sql(con, schema, name) is not None
+        with transaction(con):
+            con.execute(sql)
+            if view.if_not_exists and existed:
+                return
+            query = statement.source.text(view.query, statement.hi)
+            _record(con, schema, name, view.columns, query, search_schema, models)
+            # A write to the models' catalog rows: a connection changing one of them at the
+            # same time conflicts with this transaction (one of the two fails) instead of
+            # missing the view, not yet committed, that it would have to follow.
+            # (DuckDB sees no conflict with an UPDATE that changes nothing: the row is
+            # deleted and inserted as it was.)
+            for model in models:
+                where_model = "WHERE lower(schema_name) = ? AND lower(model_name) = ?"
+                key = model.split(".", 1)
+                row = con.execute(f"SELECT * FROM {SCHEMA}.models {where_model}", key).fetchall()
+                con.execute(f"DELETE FROM {SCHEMA}.models {where_model}", key)
+                con.execute(f"INSERT INTO {SCHEMA}.models VALUES (?, ?, ?)", list(row[0]))
+    except duckdb.Error as e:
+        raise QueryError(str(e)) from e
 
 
 def follow(connection: Connection, schema: str, name: str) -> None:

@@ -758,16 +758,18 @@ def test_the_cte_scopes_are_duckdbs():
 
 
 def fail_on(monkeypatch, marker: str, error: BaseException) -> None:
-    """Statements holding ``marker`` run, then raise ``error`` (inside the node's transaction)."""
-    run_sql = sqlml.Connection.sql
+    """Statements holding ``marker`` run, then raise ``error`` (inside the node's transaction),
+    whether the build runs them with sql() (models) or execute() (tables and views)."""
+    for method in ("sql", "execute"):
+        run = getattr(sqlml.Connection, method)
 
-    def sql(self, query, **kwargs):
-        relation = run_sql(self, query, **kwargs)
-        if marker in query:
-            raise error
-        return relation
+        def failing(self, query, *args, run=run, **kwargs):
+            result = run(self, query, *args, **kwargs)
+            if marker in query:
+                raise error
+            return result
 
-    monkeypatch.setattr(sqlml.Connection, "sql", sql)
+        monkeypatch.setattr(sqlml.Connection, method, failing)
 
 
 def test_any_exception_fails_only_its_node(project, db, monkeypatch):
@@ -975,3 +977,21 @@ def test_output_into_a_closed_pipe(project, monkeypatch, capfd):
     print("a later error", file=sys.stderr)  # stderr still shows it
     print("nothing more on the closed pipe")
     assert capfd.readouterr() == ("", "a later error\n")
+
+
+def test_an_error_while_building_gives_the_files_line(tmp_path, db):
+    """DuckDB numbers lines from the start of the SQL it is given: a node's statement is
+    given to it on the lines where it stands in its file."""
+    root = write(
+        tmp_path / "p",
+        {
+            "birds.sql": "CREATE TABLE birds AS SELECT 1.0 AS x, 2.0 AS y",
+            "fit.sql": "-- a model\n-- of y\n\nCREATE MODEL fit\n"
+            "OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'])\n"
+            "AS SELECT x,\n  no_such_column, y FROM birds",
+            "odd.sql": "-- a view\n\nCREATE VIEW odd AS\nSELECT x,\n  nothing_here FROM birds",
+        },
+    )
+    result = build(db, root)
+    assert "LINE 7:   no_such_column, y FROM birds" in result["fit"].error
+    assert "LINE 5:   nothing_here FROM birds" in result["odd"].error

@@ -16,6 +16,7 @@ import pytest
 import sqlml
 from sqlml import catalog
 from sqlml.features import input_values
+from sqlml.functions import udf_name
 from sqlml.project import build
 from tests.conftest import load_penguins, snapshot
 
@@ -664,3 +665,73 @@ def test_a_view_renamed_the_way_dbt_does_it_still_follows(con):
     assert con.sql("SELECT view_name, models FROM sqlml.views").fetchall() == [
         ("scored", ["main.mass"])
     ]
+
+
+def test_a_view_and_a_change_of_its_model_at_the_same_time_cannot_both_commit():
+    """One connection creates a view over a model while another replaces the model: the
+    replacing one cannot follow a view not committed yet, so one of the two fails."""
+    raw = duckdb.connect()
+    first, second = sqlml.connect(raw.cursor()), sqlml.connect(raw.cursor())
+    load_penguins(first)
+    create, replace, predict, _, _ = SCORED["mass"]
+    first.sql(create)
+    first.sql("BEGIN")
+    first.sql(f"CREATE VIEW scored AS {predict}")
+    with pytest.raises(sqlml.CatalogError, match=r"Storing model main\.mass failed: .*Conflict"):
+        second.sql(replace)
+    first.sql("COMMIT")
+    assert first.sql("SELECT * FROM scored").fetchall() == first.sql(predict).fetchall()
+    # The other way round.
+    first.sql("BEGIN")
+    first.sql(replace)
+    with pytest.raises(sqlml.QueryError, match="Conflict"):
+        second.sql(f"CREATE VIEW later AS {predict}")
+    first.sql("COMMIT")
+    assert first.sql("SELECT * FROM scored").fetchall() == first.sql(predict).fetchall()
+    assert first.sql("SELECT view_name FROM sqlml.views").fetchall() == [("scored",)]
+    first.close()
+    second.close()
+    raw.close()
+
+
+def test_a_rollback_sqlml_did_not_see_is_repaired_when_it_connects_again():
+    """The change rolled back on the DuckDB connection itself after sqlml closed: the next
+    sqlml connection on it brings the generation back, so the model's function scores."""
+    raw = duckdb.connect()
+    first = sqlml.connect(raw)
+    load_penguins(first)
+    create, replace, _, function, _ = SCORED["mass"]
+    first.sql(create)
+    expected = raw.sql(function).fetchall()
+    raw.begin()
+    first.sql(replace)
+    first.close()
+    raw.rollback()
+    with pytest.raises(duckdb.InvalidInputException, match="replaced or dropped"):
+        raw.sql(function).fetchall()
+    sqlml.connect(raw)
+    assert raw.sql(function).fetchall() == expected
+    raw.close()
+
+
+def test_replace_drop_and_create_in_one_transaction_leave_only_the_new_udfs(con):
+    con.sql(ONNX_LINE.format(replace="", slope=2))
+    con.sql("BEGIN")
+    con.sql(ONNX_LINE.format(replace="OR REPLACE", slope=3))
+    con.sql("DROP MODEL line")
+    con.sql(ONNX_LINE.format(replace="", slope=4))  # a version 1 again
+    con.sql("COMMIT")
+    assert con.sql("SELECT line(3.0)").fetchall() == [(pytest.approx(13.0),)]
+    udfs = con.sql(
+        "SELECT DISTINCT regexp_replace(function_name, '_(\\d+|raw)$', '') FROM duckdb_functions() "
+        "WHERE function_name LIKE '\\_\\_sqlml\\_main\\_line\\_%' ESCAPE '\\'"
+    ).fetchall()
+    assert udfs == [(udf_name(con.catalog.current("main", "line")),)]
+
+
+def test_a_view_over_a_missing_column_is_a_query_error(con):
+    con.sql(SCORED["mass"][0])
+    before = snapshot(con)
+    with pytest.raises(sqlml.QueryError, match="nowhere"):
+        con.sql("CREATE VIEW v AS SELECT nowhere FROM ML.PREDICT(MODEL mass, TABLE penguins)")
+    assert snapshot(con) == before

@@ -116,6 +116,11 @@ class Statement:
     def text(self) -> str:
         return self.source.text(self.lo, self.hi)
 
+    def on_its_line(self, sql: str) -> str:
+        """``sql`` (this statement's, perhaps rewritten) after as many newlines as come
+        before the statement in its script: DuckDB's "LINE n" is then the script's."""
+        return "\n" * self.source.sql.count("\n", 0, self.source.tokens[self.lo].start) + sql
+
     @property
     def first_word(self) -> str:
         """The statement's first word, upper case ("SELECT", "CREATE", "(", ...)."""

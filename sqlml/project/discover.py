@@ -248,6 +248,8 @@ def read_node(root: Path, path: Path) -> Node:
         _scan(body, source, node, relative)
     if kind == "model":
         node.sql = _model_path_absolute(root, node, source, lo, hi)
+    # On the line where it stands in the file, so that DuckDB's "LINE n" is the file's.
+    node.sql = "\n" * source.sql.count("\n", 0, source.tokens[lo].start) + node.sql
     if kind == "view":
         relative_files = sorted(
             f for f in node.files if not REMOTE.match(f) and not Path(f).is_absolute()

@@ -375,7 +375,9 @@ class _Runner:
             existing = self.state.relation_kind(node.name)
             if existing is not None and existing != node.kind:  # a view that became a table
                 duck.execute(f"DROP {existing.upper()} {sql_name(node.name)}")
-            self.con.sql(node.sql)
+            # execute(), not sql(): DuckDB's relation API drops the leading newlines that
+            # put the statement on its file's lines (see discover.read_node).
+            self.con.execute(node.sql)
             self.state.save(node, fp, inputs)
         self.state.forget(node.name)
 
