@@ -147,11 +147,7 @@ class _Changes:
     """What an open transaction of the caller did to models, settled once it ends."""
 
     transaction: int
-    # (schema, name) -> the generation variable's value before the transaction changed it
-    previous: dict[tuple[str, str], int | None] = field(default_factory=dict)
-    # (schema, name) -> (the generation it set, whether it stored a version) for each model
-    # it stored or dropped
-    made: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
+    models: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) it changed
     # UDFs registered inside it, on the caller's connection: gone if it rolled back
     registered: set[str] = field(default_factory=set)
 
@@ -343,37 +339,25 @@ class FunctionRegistry:
         """A model was stored (``record``) or dropped (None): statements prepared before
         must fail (see create_macros), and the versions it replaced go: at once once its
         transaction has committed, else once the caller's transaction has ended (settle)."""
-        transaction = open_transaction(self.con)
-        if transaction is not None:
-            self._note(schema, name, transaction)
-            assert self._changes is not None
-            self._changes.made[(schema.lower(), name.lower())] = (generation, record is not None)
         set_generation(self.con, schema, name, generation)
+        transaction = open_transaction(self.con)
         if transaction is None:
             self.unregister_model(schema, name, keep=record)
+        else:
+            self._note(schema, name, transaction)
 
     def _note(self, schema: str, name: str, transaction: int) -> None:
-        """Remember a model the caller's open transaction changes, and its generation
-        variable as it was before."""
+        """Remember a model the caller's open transaction changes."""
         if self._changes is not None and self._changes.transaction != transaction:
             self.settle()  # an earlier transaction's, ended without a statement since
         if self._changes is None:
             self._changes = _Changes(transaction)
-        key = (schema.lower(), name.lower())
-        if key not in self._changes.previous:
-            # An aborted transaction reads nothing; a model is only changed in a live one.
-            self._changes.previous[key] = (
-                None
-                if transaction == ABORTED
-                else self.con.execute(
-                    "SELECT getvariable(?)", [generation_variable(schema, name)]
-                ).fetchall()[0][0]
-            )
+        self._changes.models.add((schema.lower(), name.lower()))
 
     def settle(self) -> None:
         """Once the transaction that changed models has ended: keep only the UDFs of the
-        versions now current, registered again where a rollback took them; where it rolled
-        back a change, the generation goes back too."""
+        versions now current, registered again where a rollback took them, and their
+        generations (resync: a rolled-back change had set a later one)."""
         from sqlml.catalog import Catalog
 
         changes = self._changes
@@ -391,22 +375,19 @@ class FunctionRegistry:
             for udf in changes.registered - listed:  # rolled back with the transaction
                 self._created.pop(udf, None)
         catalog = Catalog(self.con)
-        for (schema, name), previous in changes.previous.items():
+        for schema, name in changes.models:
             record = catalog.current(schema, name)
-            now = None if record is None else int(record.metadata["generation"])
-            if (schema, name) in changes.made:
-                generation, stored = changes.made[(schema, name)]
-                # A later version (another connection's) also means the change committed.
-                if (stored and now is None) or (now is not None and now < generation):
-                    set_generation(self.con, schema, name, previous or 0)  # rolled back
             self.unregister_model(schema, name, keep=record)
-            if record is not None and udf_name(record) in self.runtimes:
-                self.register(record)  # again, if a rollback took it
+            if record is not None:
+                self.resync([record])
+                if udf_name(record) in self.runtimes:
+                    self.register(record)  # again, if a rollback took it
 
     def resync(self, current: list[ModelRecord]) -> None:
-        """Bring back the generations this session set for versions that are not current:
-        a transaction rolled back on the DuckDB connection itself, that no sqlml statement
-        saw end (see settle), would leave the current versions' functions failing."""
+        """Bring back the generations this session set for versions that are not current
+        (a change rolled back), so that the current versions' functions score: after a
+        transaction sqlml saw end (settle), and on connecting (one rolled back on the
+        DuckDB connection itself, which no sqlml statement saw)."""
         values = dict(
             self.con.execute(
                 "SELECT name, value FROM duckdb_variables() WHERE name LIKE '__sqlml_generation_%'"
@@ -422,8 +403,7 @@ class FunctionRegistry:
         """Remove every UDF; the versions of those this registry had created."""
         created = [self.runtimes[n].record for n in sorted(self._created) if n in self.runtimes]
         self._changes = None
-        owned_first = sorted(self._created, key=lambda n: self._created[n] is self.con)
-        for name in owned_first + [n for n in self.runtimes if n not in self._created]:
+        for name in {*self._created, *self.runtimes}:
             self._remove(name)
         if self._owner is not None:
             self._owner.close()
@@ -492,17 +472,19 @@ class FunctionRegistry:
                 f"{quote(record.schema)}.{quote(f)}"
                 for f in function_names(record.name, record.task)
             ]
-            fields = ", ".join(f"row[{_string(n)}]" for n, _ in record.inputs)
+            fields = ", ".join(f"row[{compiler.string(n)}]" for n, _ in record.inputs)
             by_row = [f"{function}({fields})" for function in qualified]
         else:
-            by_row = self.functions_sql(record, [f"row[{_string(n)}]" for n, _ in record.inputs])
+            by_row = self.functions_sql(
+                record, [f"row[{compiler.string(n)}]" for n, _ in record.inputs]
+            )
         # DuckDB expands a macro when a statement is bound and does not bind a prepared
         # statement again when the macro changes unless the statement reads a table. So a
         # prepared `SELECT m($1)` would keep scoring with the replaced model: the guard makes
         # it fail instead, once this session has written a newer generation of the model.
-        variable = _string(generation_variable(record.schema, record.name))
+        variable = compiler.string(generation_variable(record.schema, record.name))
         generation = int(record.metadata["generation"])
-        stale = _string(
+        stale = compiler.string(
             f"model {record.qualified} was replaced or dropped after this statement was "
             "prepared; prepare it again"
         )
@@ -550,7 +532,3 @@ class FunctionRegistry:
                     f"{function} is already {where} function. Choose another model name"
                     + ("" if internal else f", or drop the existing {fn_type} first")
                 )
-
-
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

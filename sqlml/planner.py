@@ -158,8 +158,7 @@ def plan(
             f"CREATE MODEL {qualified} needs its training data: add AS <query> after OPTIONS"
         )
     query = expand(raw)
-    # On the line where it stands in the script, so that DuckDB's "LINE n" is the script's.
-    placed = "\n" * source.sql.count("\n", 0, raw.args["start"]) + query
+    placed = source.newlines_before(raw.args["start"]) + query  # DuckDB's LINE n: the script's
     columns = describe_query(con, placed, f"The training query of model {qualified}")
     _check_unique(columns, qualified)
 

@@ -25,6 +25,7 @@ import duckdb
 from sqlglot.tokens import TokenType
 
 from sqlml.catalog import ABORTED, SCHEMA, open_transaction, quote, transaction
+from sqlml.compiler import string
 from sqlml.errors import CatalogError, Error, ModelNotFound, QueryError
 from sqlml.parser import Source
 
@@ -183,16 +184,12 @@ def _schema(con: duckdb.DuckDBPyConnection, schema: str) -> Iterator[None]:
     if current.lower() == schema.lower():
         yield
         return
-    con.execute(f"SET schema = {_literal(schema)}")
+    con.execute(f"SET schema = {string(schema)}")
     try:
         yield
     finally:
         with contextlib.suppress(duckdb.Error):
-            con.execute(f"SET schema = {_literal(current)}")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+            con.execute(f"SET schema = {string(current)}")
 
 
 def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str) -> str:
@@ -204,7 +201,7 @@ def _failing(con: duckdb.DuckDBPyConnection, schema: str, name: str, reason: str
         [schema, name],
     ).fetchall()
     select = ", ".join(f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in columns)
-    return f"SELECT {select} WHERE error({_literal(reason)}) IS NULL"
+    return f"SELECT {select} WHERE error({string(reason)}) IS NULL"
 
 
 def _where(

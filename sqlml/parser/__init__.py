@@ -90,6 +90,11 @@ class Source:
             raise ParseError(f"Cannot read this SQL: {e}", line, col) from None
         return cls(sql, tokens)
 
+    def newlines_before(self, offset: int) -> str:
+        """As many newlines as come before a character offset: SQL from there, placed after
+        them, stands on its own lines, so that DuckDB's "LINE n" is the source's."""
+        return "\n" * self.sql.count("\n", 0, offset)
+
     def text(self, lo: int, hi: int) -> str:
         """The source text of tokens[lo:hi]."""
         return self.sql[self.tokens[lo].start : self.tokens[hi - 1].end + 1]
@@ -117,9 +122,9 @@ class Statement:
         return self.source.text(self.lo, self.hi)
 
     def on_its_line(self, sql: str) -> str:
-        """``sql`` (this statement's, perhaps rewritten) after as many newlines as come
-        before the statement in its script: DuckDB's "LINE n" is then the script's."""
-        return "\n" * self.source.sql.count("\n", 0, self.source.tokens[self.lo].start) + sql
+        """``sql`` (this statement's, perhaps rewritten) on the statement's lines in its
+        script (see Source.newlines_before)."""
+        return self.source.newlines_before(self.source.tokens[self.lo].start) + sql
 
     @property
     def first_word(self) -> str:

@@ -189,7 +189,7 @@ def _check_syntax(relative: str, source: Source, lo: int, hi: int) -> None:
     file's line."""
     text = source.sql
     start = source.tokens[lo].start
-    pieces = ["\n" * text.count("\n", 0, start) + " " * (start - text.rfind("\n", 0, start) - 1)]
+    pieces = [source.newlines_before(start) + " " * (start - text.rfind("\n", 0, start) - 1)]
     position = start
     for span in find_ml_spans(source, lo, hi):
         begin, end = source.tokens[span.lo].start, source.tokens[span.hi - 1].end + 1
@@ -248,8 +248,7 @@ def read_node(root: Path, path: Path) -> Node:
         _scan(body, source, node, relative)
     if kind == "model":
         node.sql = _model_path_absolute(root, node, source, lo, hi)
-    # On the line where it stands in the file, so that DuckDB's "LINE n" is the file's.
-    node.sql = "\n" * source.sql.count("\n", 0, source.tokens[lo].start) + node.sql
+    node.sql = source.newlines_before(source.tokens[lo].start) + node.sql  # the file's lines
     if kind == "view":
         relative_files = sorted(
             f for f in node.files if not REMOTE.match(f) and not Path(f).is_absolute()
