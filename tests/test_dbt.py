@@ -48,6 +48,16 @@ ONNX_PREDICTIONS = """{{ config(materialized='table') }}
 select species, predicted_body_mass_g
 from ML.PREDICT(MODEL {{ ref('penguin_mass') }}, (select * from {{ ref('penguins') }}))
 """
+# TRANSFORM and tuning: ml_transform's items, and option values that are tuning ranges.
+TUNED_MODEL = """{{ config(materialized='sqlml_model',
+          ml_transform=['ML.STANDARD_SCALER(flipper_length_mm) OVER () AS flipper',
+                        'ML.MIN_MAX_SCALER(bill_length_mm) OVER () AS bill', 'species'],
+          ml_options={'model_type': 'logistic_reg', 'input_label_cols': ['species'],
+                      'data_split_method': 'random', 'num_trials': 3,
+                      'l2_reg': {'hparam_candidates': [0.0, 0.5, 5.0]},
+                      'l1_reg': {'hparam_range': [0, 1.5]}}) }}
+select species, flipper_length_mm, bill_length_mm from {{ ref('penguins') }}
+"""
 # Only the model's function, no ML call: it scores with the UDF the training cursor registered.
 ONNX_FUNCTION = """{{ config(materialized='table') }}
 select species, {{ ref('penguin_mass') }}(p) as grams from {{ ref('penguins') }} as p
@@ -127,6 +137,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     files["models/penguin_mass.sql"] = ONNX_MODEL
     files["models/mass_predictions.sql"] = ONNX_PREDICTIONS
     files["models/mass_by_function.sql"] = ONNX_FUNCTION
+    files["models/penguin_tuned.sql"] = TUNED_MODEL
     for name, text in files.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
@@ -146,8 +157,24 @@ def test_dbt_run_trains_models_and_downstream_models_predict(project: Path):
         assert {name: row[:3] for name, row in found.items()} == {
             "penguin_species": ("logistic_reg", "species", 1),
             "penguin_mass": ("boosted_tree_regressor", "body_mass_g", 1),
+            "penguin_tuned": ("logistic_reg", "species", 1),
         }
         check_predictions(con)
+
+        # ml_transform became the TRANSFORM clause, tuning ranges HPARAM_* options.
+        tuned = con.sql("DESCRIBE MODEL penguin_tuned").fetchall()
+        assert [(s, name) for s, name, _ in tuned if s in ("input", "transform")] == [
+            ("input", "flipper_length_mm"),
+            ("input", "bill_length_mm"),
+            ("transform", "flipper"),
+            ("transform", "bill"),
+        ]
+        trials = con.sql(
+            "SELECT hyperparameters FROM ML.TRIAL_INFO(MODEL penguin_tuned) ORDER BY trial_id"
+        ).fetchall()
+        assert len(trials) == 3
+        assert {t["l2_reg"] for (t,) in trials} <= {0.0, 0.5, 5.0}
+        assert all(0 <= t["l1_reg"] <= 1.5 for (t,) in trials)
 
         described = {
             (section, name): value
@@ -177,6 +204,7 @@ def test_dbt_run_again_retrains_and_a_bad_model_keeps_the_last_version(project: 
         assert {name: row[2] for name, row in retrained.items()} == {
             "penguin_species": 2,
             "penguin_mass": 2,
+            "penguin_tuned": 2,
         }
         check_predictions(con)
         before = snapshot(con)
@@ -188,14 +216,31 @@ def test_dbt_run_again_retrains_and_a_bad_model_keeps_the_last_version(project: 
     (project / "models" / "no_options.sql").write_text(
         "{{ config(materialized='sqlml_model') }}\nselect 1 as label\n"
     )
-    bad = run(project, "--select", "penguin_species", "no_options")
+    (project / "models" / "bad_range.sql").write_text(
+        "{{ config(materialized='sqlml_model', ml_options={'model_type': 'linear_reg', "
+        "'input_label_cols': ['y'], 'l2_reg': {'hparam_range': [1]}}) }}\nselect 1 as y\n"
+    )
+    (project / "models" / "bad_transform.sql").write_text(
+        "{{ config(materialized='sqlml_model', ml_transform=[1], ml_options={'model_type': "
+        "'linear_reg', 'input_label_cols': ['y']}) }}\nselect 1 as y\n"
+    )
+    bad = run(project, "--select", "penguin_species", "no_options", "bad_range", "bad_transform")
     assert bad.returncode == 1
-    assert "Done. PASS=0 WARN=0 ERROR=2" in bad.stdout
+    assert "Done. PASS=0 WARN=0 ERROR=4" in bad.stdout
     assert "Unknown option 'l3_reg' for model_type 'logistic_reg'. Valid options:" in bad.stdout
     assert (
         'Model "penguins"."main"."no_options" is materialized=\'sqlml_model\' but has no '
         "ml_options; set config(ml_options={'model_type': 'logistic_reg', "
         "'input_label_cols': ['label']})"
+    ) in " ".join(bad.stdout.split())
+    assert (
+        'ml_options of model "penguins"."main"."bad_range": l2_reg is {\'hparam_range\': '
+        "[1]}; a mapping must be {'hparam_range': [low, high]} or "
+        "{'hparam_candidates': [value, ...]}"
+    ) in " ".join(bad.stdout.split())
+    assert (
+        'ml_transform of model "penguins"."main"."bad_transform" is [1]; give the '
+        "TRANSFORM select list as a string or a list of its items"
     ) in " ".join(bad.stdout.split())
     with sqlml.connect(project / "penguins.duckdb") as con:
         assert models(con) == retrained
