@@ -141,14 +141,26 @@ def completions(before: str, names: dict[str, list[str]]) -> tuple[int, list[tup
         }.get(command.lower(), [])
         return -len(argument), _matching(argument, choices)
     word = re.search(r"[A-Za-z0-9_$.]*$", before).group()  # type: ignore[union-attr]
+    words = re.findall(r"[A-Za-z_]\w*", before[: len(before) - len(word)])
+    previous = words[-1].upper() if words else ""
     if "." in word:
         head, _, tail = word.rpartition(".")
         if head.upper() == "ML":
             fns = [n.removeprefix("ML.") for n in ML_NAMES]
             return -len(tail), _matching(tail, [("ML function", fns)])
-        return -len(tail), _matching(tail, [("column", names["columns"])])
-    words = re.findall(r"[A-Za-z_]\w*", before[: len(before) - len(word)])
-    previous = words[-1].upper() if words else ""
+        # schema.: the tables and models in that schema; alias.: columns
+        inside = head.lower() + "."
+        tables, models = (
+            [name[len(inside) :] for name in names[kind] if name.lower().startswith(inside)]
+            for kind in ("tables", "models")
+        )
+        if previous == "MODEL":
+            groups = [("model", models)]
+        elif previous in _TABLE_CONTEXT:
+            groups = [("table", tables)]
+        else:
+            groups = [("column", names["columns"]), ("table", tables), ("model", models)]
+        return -len(tail), _matching(tail, groups)
     if previous == "MODEL":
         return -len(word), _matching(word, [("model", names["models"])])
     if not word:

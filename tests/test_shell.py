@@ -221,9 +221,9 @@ def test_highlight_styles_sql() -> None:
 
 
 NAMES = {
-    "tables": ["penguins", "orders"],
+    "tables": ["penguins", "orders", "staging.penguins_raw", "staging.people"],
     "columns": ["species", "island", "body_mass_g"],
-    "models": ["penguin_mass", "penguin_species"],
+    "models": ["penguin_mass", "penguin_species", "staging.penguin_sex"],
     "keywords": ["SELECT", "SET", "SHOW", "MODEL", "ML.PREDICT"],
     "functions": ["sum", "species_fn"],
     "commands": [".describe", ".mode", ".models", ".tables"],
@@ -242,6 +242,10 @@ NAMES = {
         ("SE", (-2, ["SELECT", "SET"])),
         ("SELECT * FROM ML.PRE", (-3, ["PREDICT"])),
         ("SELECT p.isl", (-3, ["island"])),
+        # schema.: that schema's tables (after FROM), models (after MODEL), or both
+        ("SELECT * FROM staging.pe", (-2, ["penguins_raw", "people"])),
+        ("SELECT * FROM ML.PREDICT(MODEL Staging.", (0, ["penguin_sex"])),
+        ("SELECT staging.peng", (-4, ["penguins_raw", "penguin_sex"])),
         (".mo", (-3, [".mode", ".models"])),
         (".mode c", (-1, ["csv"])),
         (".describe penguin_s", (-9, ["penguin_species"])),
