@@ -164,12 +164,15 @@ def _convert_estimator(estimator: Any, family: Family, width: int) -> Any:
 
     tensor = FloatTensorType if family.float32 else DoubleTensorType
     options = {id(estimator): {"zipmap": False}} if family.task == CLASSIFICATION else None
-    return convert_sklearn(
+    model = convert_sklearn(
         estimator,
         initial_types=[("features", tensor([None, width]))],
         options=options,
         target_opset=TARGET_OPSET,
     )
+    if family.mend_onnx is not None:
+        family.mend_onnx(estimator, model)
+    return model
 
 
 def _preprocessing(features: list[Feature], output: str, ml_opset: int) -> tuple[list, list, list]:

@@ -149,6 +149,60 @@ def test_native_scores_like_onnx(con, case):
     assert_same(metrics[0], metrics[1], 1e-5)
 
 
+@pytest.mark.parametrize("model_type", ["boosted_tree_classifier", "random_forest_classifier"])
+def test_trees_score_the_same_on_every_path_at_their_thresholds(con, model_type):
+    """Between two training values lies a split; there, onnxruntime compares float32 values
+    with float32 thresholds. A value whose float32 is just above a threshold went left in
+    onnxruntime (histogram boosting's thresholds rounded to nearest by skl2onnx) and right
+    in SQL and native code. The penguin with a 42.4 mm bill, left out of training, lies
+    on the split between 42.3 and 42.5: every path must put it, and every value at and
+    around every split, on the same side."""
+    size = "max_iterations = 10" if model_type.startswith("boosted") else "num_parallel_tree = 5"
+    size += ", max_tree_depth = 6"
+    for inference in ("sql", "native", "onnx"):
+        con.sql(
+            f"CREATE MODEL t_{inference} OPTIONS (model_type = '{model_type}', "
+            f"input_label_cols = ['species'], {size}, inference = '{inference}') "
+            "AS SELECT species, bill_length_mm, flipper_length_mm FROM penguins "
+            "WHERE bill_length_mm IS DISTINCT FROM 42.4"
+        )
+        assert path(con, f"t_{inference}") == inference
+    # At each midpoint between neighbouring training values, and the float32 values on
+    # either side of it, for each feature (the other at a training value).
+    con.sql(
+        """
+        CREATE TABLE at_splits AS
+        WITH bills AS (SELECT DISTINCT bill_length_mm AS v FROM penguins
+                       WHERE v IS NOT NULL AND v <> 42.4),
+             midpoints AS (SELECT (v + lead(v) OVER (ORDER BY v)) / 2 AS m FROM bills),
+             around AS (SELECT unnest([m, m::FLOAT::DOUBLE, nextafter(m::FLOAT, 'inf'::FLOAT),
+                                       nextafter(m::FLOAT, '-inf'::FLOAT)]) AS v
+                        FROM midpoints WHERE m IS NOT NULL)
+        SELECT v AS bill_length_mm, 195 AS flipper_length_mm FROM around
+        UNION ALL SELECT 42.4, 195
+        UNION ALL SELECT 45.0, f + d FROM range(170, 232) AS r(f), (VALUES (0.5), (0.25)) AS x(d)
+        """
+    )
+    scored = {
+        inference: con.sql(
+            f"SELECT predicted_species, predicted_species_probs "
+            f"FROM ML.PREDICT(MODEL t_{inference}, TABLE at_splits)"
+        ).fetchall()
+        for inference in ("sql", "native", "onnx")
+    }
+    assert len(scored["sql"]) > 400
+    assert [r[0] for r in scored["sql"]] == [r[0] for r in scored["onnx"]]
+    assert_same(scored["sql"], scored["native"], 1e-9)
+    assert_same(scored["sql"], scored["onnx"], 1e-5)
+    # And ML.EVALUATE (which scores through the model's path) sees the same probabilities.
+    truth = "SELECT 42.4 AS bill_length_mm, 195 AS flipper_length_mm, 'Chinstrap' AS species"
+    losses = [
+        con.sql(f"SELECT log_loss FROM ML.EVALUATE(MODEL t_{i}, ({truth}))").fetchall()[0][0]
+        for i in ("sql", "native", "onnx")
+    ]
+    assert losses == pytest.approx([losses[0]] * 3, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("model_type", "extra"),
     [

@@ -451,6 +451,51 @@ def test_trees_in_sql_native_and_onnx_agree_beyond_float32(con, model_type, labe
     assert scored["sql"][2] == big and scored["sql"][3] == huge_negative  # like +-inf
 
 
+@pytest.mark.parametrize("rounding", ["down", "nearest"])
+def test_tree_sql_and_native_round_thresholds_as_the_stored_onnx(rounding):
+    """The ONNX graph holds float32 thresholds: rounded down since sqlml mends histogram
+    boosting's, rounded to nearest in models stored before. SQL and native code follow
+    what the model's parameters say, so each agrees with its own graph: at a threshold
+    whose nearest float32 lies above it, that float32 goes right, or (stored before) left."""
+    from sqlml.families.trees import compile_trees
+    from sqlml.features import NUMERIC, Feature
+    from sqlml.native import TreeArrays
+
+    threshold = 42.39999961853027  # between 42.3 and 42.5; its nearest float32 is above
+    above = np.float32(threshold)
+    assert float(above) > threshold
+    tree = {
+        "gain": [1.0, 0.0, 0.0], "feature": [0, 0, 0], "threshold": [threshold, 0.0, 0.0],
+        "left": [1, -1, -1], "right": [2, -1, -1], "leaf": [False, True, True],
+        "value": [[0.0], [-1.0], [1.0]], "cover": [2.0, 1.0, 1.0], "outputs": [0],
+    }  # fmt: skip
+    parameters = {
+        "trees": [tree], "base": [0.0], "scale": 1.0, "link": None,
+        "float32_thresholds": rounding,
+    }  # fmt: skip
+    feature = Feature(name="x", sql_type="DOUBLE", kind=NUMERIC, means=[0.0])
+    values = [42.3, threshold, float(np.nextafter(above, np.float32(0))), float(above), 42.4]
+    values += [float(np.nextafter(above, np.float32(np.inf))), 42.5]
+    raw, _ = compile_trees(parameters, [feature])
+    [expression] = raw(["x"])
+    in_sql = [
+        row[0]
+        for row in duckdb.sql(
+            f"SELECT {expression} FROM (SELECT unnest($v::DOUBLE[]) AS x)", params={"v": values}
+        ).fetchall()
+    ]
+    native = TreeArrays(parameters).raw(np.asarray([values]))[:, 0].tolist()
+    assert in_sql == native
+    # The threshold itself, float32(42.4) and 42.4 round to the float32 above the
+    # threshold: right when the graph's threshold is rounded down (where scikit-learn,
+    # trained on float32-rounded features, puts that float32), left in a graph rounded to
+    # nearest.
+    if rounding == "down":
+        assert in_sql == [-1.0, 1.0, -1.0, 1.0, 1.0, 1.0, 1.0]
+    else:
+        assert in_sql == [-1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0]
+
+
 def test_tree_sql_comparisons_round_like_float32():
     """compiler.float32_at_most compares a DOUBLE as float32 would, thresholds anywhere:
     around each threshold, its float32 neighbours and the midpoints between them."""

@@ -73,6 +73,9 @@ class Family:
     native: Callable[[Mapping[str, Any]], str | None] | None = None
     # An estimator with partial_fit, for OPTIONS (streaming = TRUE); None: not supported.
     build_incremental: Callable[[Mapping[str, Any], FitContext], Any] | None = None
+    # Mends skl2onnx's graph of the fitted estimator in place, where the converter loses
+    # something the family's other scorers keep (estimator, onnx.ModelProto).
+    mend_onnx: Callable[[Any, Any], None] | None = None
 
     @property
     def key_metric(self) -> str:

@@ -278,17 +278,47 @@ def tree_parameters(estimator: Any) -> dict[str, Any]:
             link = compiler.PROBABILITIES
         else:
             link = compiler.LOGIT if n_classes == 2 else compiler.SOFTMAX
-    # How skl2onnx stores the thresholds as float32 (what native.py must compare with):
-    # scikit-learn's decision trees compare float32 values with float64 thresholds, so the
-    # converter rounds those down; histogram boosting's are rounded to nearest.
-    rounding = "nearest" if kind.startswith("HistGradientBoosting") else "down"
     return {
         "trees": trees,
         "base": base,
         "scale": scale,
         "link": link,
-        "float32_thresholds": rounding,
+        # How the ONNX graph holds the thresholds as float32, which native.py and the SQL
+        # compare with: rounded down, so that float32(x) <= t32 exactly when
+        # float32(x) <= t (mend_thresholds). Models stored before that say "nearest".
+        "float32_thresholds": "down",
     }
+
+
+def mend_thresholds(estimator: Any, model: Any) -> None:
+    """Round histogram boosting's thresholds down to float32 in skl2onnx's graph.
+
+    onnxruntime compares float32 values with float32 thresholds. skl2onnx rounds decision
+    trees' thresholds down, which keeps every float32 value on its side of the split, but
+    histogram boosting's to nearest: a value between the threshold and a float32 just
+    above it (42.4 for a split at 42.39999961..., half-way between 42.3 and 42.5) then
+    went left in onnxruntime and right in scikit-learn and in the model's SQL."""
+    if not type(estimator).__name__.startswith("HistGradientBoosting"):
+        return
+    exact: list[float] = []  # in skl2onnx's order: iterations, then outputs, then nodes
+    for iteration in estimator._predictors:
+        for predictor in iteration:
+            nodes = predictor.nodes
+            exact.extend(np.where(nodes["is_leaf"].astype(bool), 0.0, nodes["num_threshold"]))
+    [node] = [n for n in model.graph.node if n.op_type.startswith("TreeEnsemble")]
+    [values] = [a for a in node.attribute if a.name == "nodes_values"]
+    modes = next(a for a in node.attribute if a.name == "nodes_modes").strings
+    if len(values.floats) != len(exact):
+        raise AssertionError("skl2onnx laid out the histogram boosting trees unexpectedly")
+    for i, (mode, threshold) in enumerate(zip(modes, exact, strict=True)):
+        if mode == b"LEAF":
+            continue
+        rounded = np.float32(threshold)
+        if rounded != np.float32(values.floats[i]):
+            raise AssertionError("skl2onnx laid out the histogram boosting trees unexpectedly")
+        if float(rounded) > threshold:
+            rounded = np.nextafter(rounded, np.float32(-np.inf))
+        values.floats[i] = float(rounded)
 
 
 def _gains(tree: Any) -> np.ndarray:
@@ -351,6 +381,8 @@ def compile_trees(
     from sqlml import compiler
     from sqlml.features import CATEGORICAL
 
+    nearest = parameters.get("float32_thresholds") == "nearest"
+
     def raw(args: list[str]) -> list[str]:
         columns = compiler.columns(features, args)
 
@@ -364,6 +396,8 @@ def compile_trees(
                 test = compiler.category_test(arg, feature.categories[index])
                 return f"NOT coalesce({test}, false)"
             value = compiler.numeric_values(feature, arg)[index]
+            if nearest:  # as the ONNX graph of a model stored before mend_thresholds
+                threshold = float(np.float32(threshold))
             return compiler.float32_at_most(value, threshold)
 
         def node_sql(tree: Mapping[str, Any], node: int, output: int) -> str:
@@ -405,6 +439,7 @@ for _task, _suffix in ((REGRESSION, "regressor"), (CLASSIFICATION, "classifier")
             compile_sql=compile_trees,
             sql_pays=tree_sql_pays,
             native=native_why_not,
+            mend_onnx=mend_thresholds,
         )
     )
     register(
