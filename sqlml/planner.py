@@ -173,11 +173,20 @@ def plan(
     if statement.args.get("transform") is not None:
         from sqlml import transform
 
-        items = transform.fit(con, source, statement.args["transform"], query, columns, qualified)
+        # The split column is read from the query, never a feature: * leaves it out.
+        fitted = [c for c in columns if split_column is None or c.name != split_column.name]
+        items = transform.fit(con, source, statement.args["transform"], query, fitted, qualified)
         outputs = describe_query(
             con, transform.transformed_query(items, query), f"The TRANSFORM of model {qualified}"
         )
         _check_unique(outputs, qualified)
+        if split_column is not None and _find(outputs, split_column.name) is not None:
+            raise OptionError(
+                f"data_split_col {split_column.name!r} of model {qualified} is also an output "
+                "of its TRANSFORM; the split is read from the query, before the TRANSFORM, "
+                f"and is never a feature: leave {split_column.name} out of the TRANSFORM list",
+                "data_split_col",
+            )
         label_output = _find(outputs, labels[0]) if labels else None
         transform_meta = transform.stored(
             items, outputs, label_output.name if label_output else None, columns

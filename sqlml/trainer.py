@@ -340,7 +340,8 @@ def split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training, evaluation and test row indices, each in the query's row order.
 
-    'custom': rows whose data_split_col is TRUE evaluate. 'seq': rows ordered by
+    'custom': rows whose data_split_col is TRUE or NULL evaluate (as in BigQuery ML), FALSE
+    train. 'seq': rows ordered by
     data_split_col, the last evaluate (and the very last test). Otherwise a seeded random
     draw."""
     method = plan.options.get("data_split_method", "no_split")
@@ -348,12 +349,12 @@ def split(
     n_test = round(n * plan.options.get("data_split_test_fraction", 0.0))
     if method == "custom":
         assert data is not None and plan.split_column is not None
-        flags = pc.fill_null(data.column(plan.split_column), False).to_numpy(zero_copy_only=False)
+        flags = pc.fill_null(data.column(plan.split_column), True).to_numpy(zero_copy_only=False)
         held = np.asarray(flags, dtype=bool)
         if held.all():
             raise DataError(
-                f"data_split_col {plan.split_column} is TRUE for every row of model "
-                f"{plan.qualified}: no row is left to train on"
+                f"data_split_col {plan.split_column} is TRUE or NULL for every row of model "
+                f"{plan.qualified}: no row is left to train on (FALSE marks a training row)"
             )
         return everything[~held], everything[held], np.zeros(0, dtype=np.int64)
     n_eval = held_out(n, plan)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sqlml
-from tests.conftest import load_breast_cancer, load_penguins
+from tests.conftest import load_breast_cancer, load_penguins, snapshot
 
 FEATURES = "mean_radius, mean_texture, mean_smoothness, worst_concavity"
 
@@ -177,8 +177,6 @@ def test_class_weights(bc):
 
 
 def test_class_weight_errors_store_nothing(bc):
-    from tests.conftest import snapshot
-
     before = snapshot(bc)
     with pytest.raises(sqlml.OptionError, match="class_weights names Dodo, not a class"):
         bc.sql(
@@ -195,6 +193,107 @@ def test_class_weight_errors_store_nothing(bc):
                 AS SELECT diagnosis, {FEATURES} FROM bc"""
         )
     assert snapshot(bc) == before
+
+
+def test_custom_split_evaluates_rows_flagged_true_or_null():
+    """As in BigQuery ML: FALSE trains, TRUE and NULL evaluate."""
+    con = sqlml.connect()
+    load_penguins(con)
+    con.sql(
+        """CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'],
+               data_split_method = 'custom', data_split_col = 'held')
+           AS SELECT body_mass_g, flipper_length_mm,
+                     CASE WHEN sex IS NOT NULL THEN year = 2009 END AS held
+              FROM penguins WHERE body_mass_g IS NOT NULL"""
+    )
+    counts = con.sql(
+        """SELECT count(*) FILTER (sex IS NOT NULL AND year <> 2009),
+                  count(*) FILTER (sex IS NULL OR year = 2009)
+           FROM penguins WHERE body_mass_g IS NOT NULL"""
+    ).fetchall()[0]
+    assert (
+        counts[1] > 0
+        and con.sql("SELECT count(*) FROM penguins WHERE sex IS NULL").fetchall()[0][0] == 11
+    )
+    training = describe(con, "m", "training")
+    assert (int(training["rows_train"]), int(training["rows_eval"])) == counts
+    evaluated = (
+        "(SELECT * FROM penguins WHERE body_mass_g IS NOT NULL AND (sex IS NULL OR year = 2009))"
+    )
+    np.testing.assert_allclose(
+        con.sql("SELECT * FROM ML.EVALUATE(MODEL m)").fetchall(),
+        con.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {evaluated})").fetchall(),
+        rtol=1e-12,
+    )
+    before = snapshot(con)
+    with pytest.raises(
+        sqlml.DataError,
+        match=(
+            r"^data_split_col held is TRUE or NULL for every row of model main.none_left: no row "
+            r"is left to train on \(FALSE marks a training row\)$"
+        ),
+    ):
+        con.sql(
+            """CREATE MODEL none_left OPTIONS (model_type = 'linear_reg',
+                   input_label_cols = ['body_mass_g'], data_split_method = 'custom',
+                   data_split_col = 'held')
+               AS SELECT body_mass_g, flipper_length_mm, CASE WHEN year = 0 THEN FALSE END AS held
+                  FROM penguins WHERE body_mass_g IS NOT NULL"""
+        )
+    assert snapshot(con) == before
+    con.close()
+
+
+def test_transform_star_leaves_the_split_column_out():
+    """The split column is read from the query, before the TRANSFORM: `*` does not pass it
+    through (it would be a feature, and the model would need it to predict), and listing
+    it is refused, naming it."""
+    con = sqlml.connect()
+    load_penguins(con)
+    query = (
+        "AS SELECT body_mass_g, flipper_length_mm, bill_length_mm, year = 2009 AS held "
+        "FROM penguins WHERE body_mass_g IS NOT NULL"
+    )
+    split = "data_split_method = 'custom', data_split_col = 'held'"
+    con.sql(
+        f"""CREATE MODEL m
+            TRANSFORM (ML.STANDARD_SCALER(flipper_length_mm) OVER () AS flipper,
+                       * EXCEPT (flipper_length_mm))
+            OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'], {split})
+            {query}"""
+    )
+    assert list(describe(con, "m", "feature")) == ["flipper", "bill_length_mm"]
+    assert list(describe(con, "m", "input")) == ["flipper_length_mm", "bill_length_mm"]
+    training = describe(con, "m", "training")
+    assert (
+        int(training["rows_eval"])
+        == con.sql(
+            "SELECT count(*) FROM penguins WHERE body_mass_g IS NOT NULL AND year = 2009"
+        ).fetchall()[0][0]
+    )
+    # It predicts from the features alone.
+    assert (
+        len(
+            con.sql(
+                "SELECT * FROM ML.PREDICT(MODEL m, (SELECT flipper_length_mm, bill_length_mm FROM penguins))"
+            ).fetchall()
+        )
+        == 344
+    )
+    before = snapshot(con)
+    with pytest.raises(sqlml.OptionError) as caught:
+        con.sql(
+            f"""CREATE MODEL listed TRANSFORM (flipper_length_mm, held, body_mass_g)
+                OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'], {split})
+                {query}"""
+        )
+    assert str(caught.value) == (
+        "data_split_col 'held' of model main.listed is also an output of its TRANSFORM; the "
+        "split is read from the query, before the TRANSFORM, and is never a feature: leave "
+        "held out of the TRANSFORM list"
+    )
+    assert snapshot(con) == before
+    con.close()
 
 
 def test_seq_split_evaluates_on_the_latest_rows():
