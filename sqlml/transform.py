@@ -19,6 +19,7 @@ The functions, with BigQuery ML's meaning:
 - ML.IMPUTER(x, 'mean' | 'median' | 'most_frequent') OVER (): NULL -> that statistic
 - ML.QUANTILE_BUCKETIZE(x, n) OVER (): 'bin_1' .. 'bin_n' between the training quantiles
 - ML.BUCKETIZE(x, [s1, s2, ...] [, exclude_boundaries]): 'bin_1' below s1 ... 'bin_k+1'
+  (exclude_boundaries: s1 and sk make no buckets)
 - ML.LABEL_ENCODER(x [, top_k, frequency_threshold]) OVER (): 1..n over the sorted kept
   categories, 0 for a value not kept or never seen
 - ML.ONE_HOT_ENCODER(x [, drop, top_k, frequency_threshold]) OVER (): the kept category, as
@@ -269,7 +270,19 @@ class _Fitter:
             if not isinstance(splits, list) or not splits:
                 raise ArgumentError(f"{function}(x, [s1, s2, ...]) needs an array of split points")
             exclude = _literal(args[2], function) if len(args) > 2 else False
-            return _buckets(x, sorted(splits), exclude_boundaries=bool(exclude))
+            if not isinstance(exclude, bool):
+                raise ArgumentError(
+                    f"{function}'s third argument, exclude_boundaries, is TRUE or FALSE"
+                )
+            output = _literal(args[3], function) if len(args) > 3 else "bucket_names"
+            if output != "bucket_names" or len(args) > 4:
+                raise ArgumentError(
+                    f"{function}(x, splits, exclude_boundaries, output_format): sqlml gives bucket "
+                    "names ('bin_1', ...) only, output_format 'bucket_names'"
+                )
+            splits = sorted(splits)
+            # As in BigQuery ML: the lowest and highest points make no buckets of their own.
+            return _buckets(x, splits[1:-1] if exclude else splits)
         if name in ("LABEL_ENCODER", "ONE_HOT_ENCODER"):
             if not self.fitting:
                 raise ArgumentError(
@@ -338,11 +351,9 @@ def _float(value: Any) -> Any:
     return value
 
 
-def _buckets(x: str, splits: list[float], exclude_boundaries: bool = False) -> str:
+def _buckets(x: str, splits: list[float]) -> str:
     """'bin_1' below the first split, 'bin_i+1' from split i up to the next."""
     branches = [f"WHEN {x} IS NULL THEN NULL"]
-    if exclude_boundaries:
-        branches.append(f"WHEN {x} < {_num(splits[0])} OR {x} > {_num(splits[-1])} THEN NULL")
     for i, split in enumerate(splits, start=1):
         branches.append(f"WHEN {x} < {_num(split)} THEN 'bin_{i}'")
     return f"(CASE {' '.join(branches)} ELSE 'bin_{len(splits) + 1}' END)"

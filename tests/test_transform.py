@@ -227,6 +227,21 @@ def test_preprocessing_functions_in_a_plain_query(con):
         assert b == pytest.approx(b2)
         assert year_bin in ("bin_1", "bin_2", "bin_3")
         assert cross.count("_") == 1
+    # BigQuery ML's examples: exclude_boundaries drops the lowest and highest points.
+    assert con.sql(
+        "SELECT ML.BUCKETIZE(2.5, [1, 2, 3]), ML.BUCKETIZE(2.5, [1, 2, 3], TRUE), "
+        "ML.BUCKETIZE(2.5, [1, 2, 3], FALSE, 'bucket_names'), ML.BUCKETIZE(0.5, [1, 2, 3, 4], TRUE), "
+        "ML.BUCKETIZE(9, [1, 2, 3, 4], TRUE), ML.BUCKETIZE(3, [1, 2, 3, 4], TRUE), "
+        "ML.BUCKETIZE(9, [1, 2], TRUE)"
+    ).fetchall() == [("bin_3", "bin_2", "bin_3", "bin_1", "bin_3", "bin_3", "bin_1")]
+    with pytest.raises(sqlml.ArgumentError) as caught:
+        con.sql("SELECT ML.BUCKETIZE(2.5, [1, 2, 3], FALSE, 'bucket_ranges')")
+    assert str(caught.value) == (
+        "ML.BUCKETIZE(x, splits, exclude_boundaries, output_format): sqlml gives bucket names "
+        "('bin_1', ...) only, output_format 'bucket_names'"
+    )
+    with pytest.raises(sqlml.ArgumentError, match=r"exclude_boundaries, is TRUE or FALSE$"):
+        con.sql("SELECT ML.BUCKETIZE(2.5, [1, 2, 3], 'yes')")
     with pytest.raises(
         sqlml.ArgumentError, match=re.escape("ML.LABEL_ENCODER is available in a CREATE")
     ):
