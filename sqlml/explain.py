@@ -220,6 +220,10 @@ def explain_predict_sql(call: Call) -> str:
     inputs = both.select(list(range(len(columns))))
     table = pa.table({f.name: both.column(len(columns) + i) for i, f in enumerate(record.features)})
     outputs = call.runtime.run([table.column(f.name) for f in record.features])
+    # A binary classifier's threshold picks the label, whose class is explained.
+    from sqlml.table_functions import thresholded
+
+    outputs = thresholded(outputs, call.threshold())
     attr, baseline, prediction = explain_rows(record, table, outputs)
     names = [f.name for f in record.features]
     scored = call.runtime.to_arrow(outputs)
@@ -279,7 +283,7 @@ def register_functions(register: Callable[[str, Spec], None], supervised: frozen
     needs = "linear_reg, logistic_reg, boosted tree and random forest"
     register(
         "EXPLAIN_PREDICT",
-        Spec(explain_predict_sql, "required", frozenset({"top_k_features"}),
+        Spec(explain_predict_sql, "required", frozenset({"top_k_features", "threshold"}),
              model_types=LINEAR | TREES, needs=needs),
     )  # fmt: skip
     register(

@@ -71,6 +71,24 @@ def test_logistic_attributions_explain_the_logit():
         p = next(item["prob"] for item in probs if item["label"] == label)
         assert value == pytest.approx(math.log(p / (1 - p)), rel=1e-9, abs=1e-9)
         assert baseline + sum(a["attribution"] for a in top) == pytest.approx(value, abs=1e-9)
+
+    # STRUCT(threshold) as in ML.PREDICT: the label it picks is the one explained.
+    settings = "STRUCT(3 AS top_k_features, 0.9 AS threshold)"
+    high = con.sql(
+        f"""SELECT predicted_diagnosis, predicted_diagnosis_probs, top_feature_attributions,
+                   baseline_prediction_value, prediction_value
+            FROM ML.EXPLAIN_PREDICT(MODEL c, TABLE breast_cancer, {settings})"""
+    ).fetchall()
+    predicted = con.sql(
+        "SELECT predicted_diagnosis FROM ML.PREDICT(MODEL c, TABLE breast_cancer, "
+        "STRUCT(0.9 AS threshold))"
+    ).fetchall()
+    assert [r[0] for r in high] == [r[0] for r in predicted]
+    assert sum(a[0] != b[0] for a, b in zip(rows, high, strict=True)) > 0  # it moved some
+    for label, probs, top, baseline, value in high:
+        p = next(item["prob"] for item in probs if item["label"] == label)
+        assert value == pytest.approx(math.log(p / (1 - p)), rel=1e-9, abs=1e-9)
+        assert baseline + sum(a["attribution"] for a in top) == pytest.approx(value, abs=1e-9)
     con.close()
 
 
