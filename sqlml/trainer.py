@@ -134,6 +134,10 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
 
     y_train = y[train_rows] if y is not None else None
     weights = class_weights(plan, classes, y_train)
+    y_fit, label_scaling = y_train, None
+    if family.unscale_label is not None and y_train is not None:
+        label_scaling = (float(np.mean(y_train)), float(np.std(y_train)) or 1.0)
+        y_fit = (y_train - label_scaling[0]) / label_scaling[1]
     train_table = data if len(train_rows) == len(data) else RowSelection(data, train_rows)
 
     @functools.cache
@@ -151,7 +155,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
             rows=len(train_rows),
             random_seed=options["random_seed"],
             n_classes=len(classes) if classes else None,
-            baseline_loss=baseline_loss(family.task, y_train),
+            baseline_loss=baseline_loss(family.task, y_fit),
             model=plan.qualified,
             width=width,
         )
@@ -172,11 +176,13 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
             if catch:
                 warnings.simplefilter("always")
             try:
-                pipeline.fit(train_table, y_train, **extra)
+                pipeline.fit(train_table, y_fit, **extra)
             except Error:
                 raise
             except (ValueError, MemoryError, ArithmeticError) as e:
                 raise TrainingError(f"Training model {plan.qualified} failed: {e}") from e
+        if label_scaling is not None:
+            family.unscale_label(estimator, *label_scaling)  # type: ignore[misc]
         return pipeline, warning_texts(recorded), time.perf_counter() - started
 
     trials: list[Any] = []

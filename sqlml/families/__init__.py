@@ -73,6 +73,10 @@ class Family:
     native: Callable[[Mapping[str, Any]], str | None] | None = None
     # An estimator with partial_fit, for OPTIONS (streaming = TRUE); None: not supported.
     build_incremental: Callable[[Mapping[str, Any], FitContext], Any] | None = None
+    # A regressor that learns better on a standardized label: the trainer fits it on
+    # (y - mean) / scale, then this folds mean and scale into the fitted estimator
+    # (estimator, mean, scale), which then predicts y itself.
+    unscale_label: Callable[[Any, float, float], None] | None = None
     # Mends skl2onnx's graph of the fitted estimator in place, where the converter loses
     # something the family's other scorers keep (estimator, onnx.ModelProto).
     mend_onnx: Callable[[Any, Any], None] | None = None
