@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from sqlml import statements, views
+from sqlml import python_scan, statements, views
 from sqlml.catalog import Catalog, ModelRecord, fail_transaction, open_transaction
 from sqlml.console import (
     Console,
@@ -103,38 +103,42 @@ class Connection:
 
     def sql(self, query: str, *, params: Any = None) -> duckdb.DuckDBPyRelation | None:
         """Run SQL; for a query, return DuckDB's relation (``.df()``, ``.fetchall()``, ...)."""
-        script = self._script(query)
-        if script is None:  # not sqlml's: DuckDB's alone
-            return self.duckdb.sql(query, params=params)
-        result = None
-        for statement in script:
-            self.functions.settle()
-            result = self._run(statement, params if len(script) == 1 else None)
-        return result
+        with python_scan.from_caller():
+            script = self._script(query)
+            if script is None:  # not sqlml's: DuckDB's alone
+                return python_scan.run(self.duckdb.sql, query, params=params)
+            result = None
+            for statement in script:
+                self.functions.settle()
+                result = self._run(statement, params if len(script) == 1 else None)
+            return result
 
     def execute(
         self, query: str, parameters: Sequence[Any] | dict[str, Any] | None = None
     ) -> Connection:
         """Run SQL and keep its result for ``fetchall()``, ``fetchone()``, ``df()``, ..."""
-        self._empty_result = False
-        script = self._script(query)
-        if script is None:
-            self.duckdb.execute(query, parameters)
-            return self
-        for statement in script:
-            self.functions.settle()
-            sql = self._sql_for(statement)
-            if sql is None:
-                self._empty_result = True
-                continue
+        with python_scan.from_caller():
             self._empty_result = False
-            try:
-                self.duckdb.execute(sql, parameters if len(script) == 1 else None)
-            except duckdb.Error as e:
-                if statement.is_plain:
-                    raise
-                raise QueryError(str(e)) from e
-        return self
+            script = self._script(query)
+            if script is None:
+                python_scan.run(self.duckdb.execute, query, parameters)
+                return self
+            for statement in script:
+                self.functions.settle()
+                sql = self._sql_for(statement)
+                if sql is None:
+                    self._empty_result = True
+                    continue
+                self._empty_result = False
+                try:
+                    python_scan.run(
+                        self.duckdb.execute, sql, parameters if len(script) == 1 else None
+                    )
+                except duckdb.Error as e:
+                    if statement.is_plain:
+                        raise
+                    raise QueryError(str(e)) from e
+            return self
 
     def _script(self, query: str) -> list[Statement] | None:
         """The statements of ``query`` to run one by one, or None to hand it to DuckDB
@@ -244,12 +248,13 @@ class Connection:
 
     def _run(self, statement: Statement, params: Any) -> duckdb.DuckDBPyRelation | None:
         if statement.is_plain:
-            return self.duckdb.sql(statement.on_its_line(statement.text), params=params)
+            text = statement.on_its_line(statement.text)
+            return python_scan.run(self.duckdb.sql, text, params=params)
         sql = self._sql_for(statement)
         if sql is None:
             return None
         try:
-            return self.duckdb.sql(sql, params=params)
+            return python_scan.run(self.duckdb.sql, sql, params=params)
         except duckdb.Error as e:
             raise QueryError(str(e)) from e
 

@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 import sqlml
-from sqlml import output
+from sqlml import output, python_scan
 from sqlml.parser import split_statements
 
 # Leading options of the magic's line: a flag and its value (quoted, or up to a space).
@@ -54,8 +54,8 @@ def _run(con: sqlml.Connection, sql: str) -> Any:
         return relation.df() if output.has_rows(relation, "") else None
     if not script:  # comments only
         return None
-    for statement in script:
-        relation = con.sql(statement.text)
+    for statement in script:  # on its lines in the cell: errors give the cell's line
+        relation = con.sql(statement.on_its_line(statement.text))
     return relation.df() if output.has_rows(relation, statement.first_word) else None
 
 
@@ -116,7 +116,9 @@ class SqlmlMagics(Magics):
                 raise UsageError("%sqlml needs SQL to run, e.g. %sqlml SELECT 42")
             return None
         try:
-            result = _run(con, sql)
+            # The notebook's variables: SELECT * FROM df finds a DataFrame, as in DuckDB.
+            with python_scan.namespace(self.shell.user_ns, self.shell.user_ns):
+                result = _run(con, sql)
         except (sqlml.Error, duckdb.Error) as error:
             raise _quiet(error) from None
         if args.out is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from sqlml import families
+from sqlml import families, python_scan
 from sqlml.catalog import quote
 from sqlml.errors import (
     CatalogError,
@@ -371,7 +371,7 @@ def describe_query(con: duckdb.DuckDBPyConnection, query: str, what: str) -> lis
     """The result columns of a query, bound by DuckDB but not run (its parameters, if any,
     NULL: the columns do not depend on their values)."""
     try:
-        rows = con.execute(f"DESCRIBE {query}", placeholders(query)).fetchall()
+        rows = python_scan.run(con.execute, f"DESCRIBE {query}", placeholders(query)).fetchall()
     except duckdb.Error as e:
         raise QueryError(f"{what} failed: {e}") from e
     return [Column(row[0], row[1]) for row in rows]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import duckdb
 from sqlglot import exp
 
+from sqlml import python_scan
 from sqlml.catalog import SCHEMA, Catalog, ModelRecord, quote
 from sqlml.errors import ArgumentError, ColumnNotFound, ModelNotFound, QueryError, UnsupportedType
 from sqlml.features import kind_of
@@ -168,7 +169,7 @@ class QueryExpander:
                 "values into the query"
             )
         try:
-            return self.con.sql(sql).to_arrow_table()
+            return python_scan.run(self.con.sql, sql).to_arrow_table()
         except duckdb.Error as e:
             raise QueryError(f"{what} failed: {e}") from e
 

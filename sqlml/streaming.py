@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.pipeline import Pipeline
 
-from sqlml import compiler
+from sqlml import compiler, python_scan
 from sqlml.catalog import quote
 from sqlml.console import Console
 from sqlml.errors import DataError, QueryError
@@ -238,7 +238,7 @@ def _sample(
     limit = round(fraction * _HASH_RANGE)
     sql = f"SELECT {columns} FROM ({split}) WHERE {where} AND __sqlml_pick < {limit}"
     try:
-        return con.sql(sql).to_arrow_table()
+        return python_scan.run(con.sql, sql).to_arrow_table()
     except duckdb.Error as e:
         raise QueryError(f"The training query of model {plan.qualified} failed: {e}") from e
 
@@ -270,14 +270,14 @@ def _loss(estimator: Any, x: np.ndarray, y: np.ndarray | None, task: str) -> flo
 
 def _reader(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int, plan: TrainingPlan) -> Any:
     try:
-        return con.sql(sql).to_arrow_reader(batch_rows)
+        return python_scan.run(con.sql, sql).to_arrow_reader(batch_rows)
     except duckdb.Error as e:
         raise QueryError(f"The training query of model {plan.qualified} failed: {e}") from e
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, plan: TrainingPlan) -> list[tuple]:
     try:
-        return con.execute(sql).fetchall()
+        return python_scan.run(con.execute, sql).fetchall()
     except duckdb.Error as e:
         raise QueryError(f"The training query of model {plan.qualified} failed: {e}") from e
 

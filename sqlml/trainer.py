@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.pipeline import Pipeline
 
+from sqlml import python_scan
 from sqlml.console import Console
 from sqlml.errors import DataError, Error, OptionError, QueryError, TrainingError
 from sqlml.families import CLASSIFICATION, REGRESSION, FitContext
@@ -86,7 +87,7 @@ def train(con: duckdb.DuckDBPyConnection, plan: TrainingPlan, console: Console) 
     started = time.perf_counter()
     with console.phase("reading features"):
         try:
-            data = con.sql(plan.query).to_arrow_table()
+            data = python_scan.run(con.sql, plan.query).to_arrow_table()
         except duckdb.Error as e:
             raise QueryError(f"The training query of model {plan.qualified} failed: {e}") from e
     rows_read = data.num_rows

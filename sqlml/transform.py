@@ -48,7 +48,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from sqlml import compiler, tables
+from sqlml import compiler, python_scan, tables
 from sqlml.catalog import quote
 from sqlml.errors import ArgumentError, OptionError, QueryError
 from sqlml.options import literal_value
@@ -194,8 +194,8 @@ class _Fitter:
             return [f"({a} OVER ())" for a in aggregates]
         assert self.con is not None
         try:
-            row = self.con.execute(
-                f"SELECT {', '.join(aggregates)} FROM ({self.query}) AS __sqlml_q"
+            row = python_scan.run(
+                self.con.execute, f"SELECT {', '.join(aggregates)} FROM ({self.query}) AS __sqlml_q"
             ).fetchall()[0]
         except duckdb.Error as e:
             raise QueryError(
@@ -249,8 +249,8 @@ class _Fitter:
             if not self.fitting:
                 return f"coalesce({x}, {aggregate}({x}) OVER ())"
             assert self.con is not None
-            (value,) = self.con.execute(
-                f"SELECT {aggregate}({x}) FROM ({self.query}) AS __sqlml_q"
+            (value,) = python_scan.run(
+                self.con.execute, f"SELECT {aggregate}({x}) FROM ({self.query}) AS __sqlml_q"
             ).fetchall()[0]
             return f"coalesce({x}, {tables.literal(value)})"
         if name == "QUANTILE_BUCKETIZE":
@@ -309,9 +309,10 @@ class _Fitter:
         threshold = extra[1] if len(extra) > 1 else 5
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top_k, threshold)):
             raise ArgumentError(f"{function}: top_k and frequency_threshold are integers")
-        rows = self.con.execute(
+        rows = python_scan.run(
+            self.con.execute,
             f"SELECT CAST({x} AS VARCHAR) AS v, count(*) AS n FROM ({self.query}) AS __sqlml_q "
-            f"WHERE {x} IS NOT NULL GROUP BY ALL ORDER BY n DESC, v LIMIT {int(top_k)}"
+            f"WHERE {x} IS NOT NULL GROUP BY ALL ORDER BY n DESC, v LIMIT {int(top_k)}",
         ).fetchall()
         kept = sorted(v for v, n in rows if n >= threshold)
         if drop == "most_frequent" and rows:

@@ -226,6 +226,34 @@ def test_duckdb_error_shows_the_message_without_traceback(
     assert "rows" not in shell.user_ns
 
 
+def test_notebook_dataframes_are_read_by_name(shell: InteractiveShell) -> None:
+    """As in DuckDB, a DataFrame in the notebook is a table: queried, trained on, scored."""
+    shell.user_ns["frame"] = pd.read_csv(PENGUINS_CSV, na_values="NA")
+    result = run(
+        shell,
+        "%%sqlml\n"
+        "CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])\n"
+        "AS SELECT body_mass_g, flipper_length_mm FROM frame WHERE body_mass_g IS NOT NULL;\n"
+        "SELECT count(*) AS n, count(predicted_body_mass_g) AS scored\n"
+        "FROM ML.PREDICT(MODEL mass, (SELECT * FROM frame))",
+    )
+    assert result.success, result.error_in_exec
+    assert result.result.to_dict("list") == {"n": [344], "scored": [344]}
+
+
+def test_errors_give_the_line_in_the_cell(shell: InteractiveShell) -> None:
+    """Each statement runs on its own lines of the cell, so DuckDB's and sqlml's errors
+    count lines from the top of the cell."""
+    plain = run(shell, "%%sqlml\nSELECT 1;\n\nSELECT *\nFROM range(3) WHERE x =")
+    assert "LINE 4: FROM range(3) WHERE x =" in str(plain.error_in_exec)
+    ml = run(
+        shell,
+        "%%sqlml\nSELECT 1;\n\nSELECT *\nFROM ML.PREDICT(MODEL m (SELECT 1))",
+    )
+    assert isinstance(ml.error_in_exec, sqlml.ParseError)
+    assert "(line 4, column" in str(ml.error_in_exec)
+
+
 @pytest.mark.parametrize(
     ("cell", "message"),
     [

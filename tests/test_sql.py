@@ -528,3 +528,46 @@ def test_tree_sql_comparisons_round_like_float32():
             ).fetchall()
             want = [float(np.float32(v)) <= threshold for v in checked]
             assert got == want, (threshold, condition)
+
+
+def test_python_variables_are_tables_as_in_duckdb():
+    """DuckDB reads a DataFrame or Arrow table named in SQL from the caller's variables;
+    through sqlml too, in every statement that reads rows: queries, training (its
+    TRANSFORM and streaming included), ML functions, model functions."""
+    import pyarrow as pa
+    from sklearn.datasets import load_diabetes
+
+    diabetes = load_diabetes(as_frame=True).frame  # a local variable of this test
+    arrow = pa.Table.from_pandas(diabetes)  # noqa: F841 (read by DuckDB, by name)
+    con = sqlml.connect()
+    assert con.sql("SELECT count(*) FROM diabetes").fetchall() == [(442,)]
+    assert con.execute("SELECT count(*) FROM arrow").fetchall() == [(442,)]
+    con.sql(
+        """CREATE MODEL d TRANSFORM (ML.STANDARD_SCALER(bmi) OVER () AS bmi, bp, target)
+           OPTIONS (model_type = 'linear_reg', input_label_cols = ['target'])
+           AS SELECT * FROM diabetes"""
+    )
+    con.sql(
+        """CREATE MODEL s OPTIONS (model_type = 'linear_reg', input_label_cols = ['target'],
+               streaming = TRUE, optimize_strategy = 'batch_gradient_descent')
+           AS SELECT bmi, bp, target FROM arrow"""
+    )
+    predicted = con.sql("SELECT predicted_target FROM ML.PREDICT(MODEL d, TABLE diabetes)")
+    by_function = con.sql("SELECT d(x) FROM diabetes AS x").fetchall()
+    assert predicted.fetchall() == by_function
+    [(r2,)] = con.sql("SELECT r2_score FROM ML.EVALUATE(MODEL d, TABLE arrow)").fetchall()
+    stored = con.sql("SELECT r2_score FROM ML.EVALUATE(MODEL d)").fetchall()[0][0]
+    assert 0.3 < r2 < 0.6 and stored == pytest.approx(r2, rel=1e-12)  # no split: the same rows
+    assert con.sql("SELECT count(s(x)) FROM arrow AS x").fetchall() == [(442,)]
+    # A table of the name comes first, as in DuckDB; a name that is neither stays an error
+    # (sqlml's own variables are never read).
+    con.sql("CREATE TABLE diabetes AS SELECT 1 AS bmi")
+    assert con.sql("SELECT count(*) FROM diabetes").fetchall() == [(1,)]
+    for sql in (
+        "SELECT * FROM data",
+        "CREATE MODEL x OPTIONS (model_type = 'kmeans') AS SELECT * FROM data",
+        "SELECT * FROM ML.PREDICT(MODEL d, TABLE data)",
+    ):
+        with pytest.raises((duckdb.CatalogException, sqlml.QueryError), match="data does not"):
+            con.sql(sql)
+    con.close()
